@@ -1,0 +1,1 @@
+"""The smpframe scheduler server (installed as ``smpframe.servers``)."""

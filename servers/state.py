@@ -1,0 +1,416 @@
+"""The scheduler's decisions as a pure state machine: events in, messages out.
+
+No sockets and no clocks here: every event method takes ``now`` and returns the
+messages to send as ``(worker_id, Message)`` pairs; the socket loop only moves
+bytes. That makes worker death mid-round, duplicates, stale rounds and stragglers
+plain unit tests.
+
+Invariants:
+- each fragment has at most one owner; every live fragment is owned while any
+  worker is alive;
+- a round commits (``program.pull``) only when every fragment in it has exactly one
+  accepted partial, from that fragment's owner at the time; rounds commit in order;
+- a worker's fragment state reflects every commit up to its cursor: commits ride on
+  the next WORK message, and a fragment loaded on a worker is built from a snapshot
+  taken at the same commit the worker is brought to in that message.
+"""
+from __future__ import annotations
+
+import logging
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from smpframe.program import PerFragment, SchedulerContext, SMPProgram
+from smpframe.protocol import Message, pack_payloads, unpack_payloads
+from smpframe.scheduling.hetero import ThroughputTracker, assign_fragments, should_rebalance
+
+log = logging.getLogger("smpframe.scheduler")
+
+Outgoing = list[tuple[str, Message]]
+
+
+@dataclass
+class SchedulerConfig:
+    """Run-time knobs of the round engine (CLI options map onto these)."""
+
+    min_workers: int = 1
+    start_timeout: float = 30.0
+    heartbeat_timeout: float = 10.0
+    pipeline_depth: int = 0
+    max_rounds: int | None = None
+    time_limit: float | None = None
+    dispatch_v: float = 1.0
+    rebalance_threshold: float = 0.15
+
+
+@dataclass
+class WorkerRecord:
+    """What the scheduler knows of one live worker."""
+
+    id: str
+    info: dict[str, Any]
+    last_seen: float
+    cursor: int = 0
+    fragments: set[int] = field(default_factory=set)
+    to_load: set[int] = field(default_factory=set)
+    to_drop: set[int] = field(default_factory=set)
+    loading: set[int] = field(default_factory=set)  # sent without tasks, not yet acked
+
+
+@dataclass
+class Round:
+    """A dispatched, not yet committed round."""
+
+    number: int
+    block: Any
+    fragments: set[int]
+    pending: set[int]
+    partials: dict[int, dict[str, Any]] = field(default_factory=dict)
+    dispatched_at: float = 0.0
+
+
+class SchedulerState:
+    """Round engine, worker registry and fragment ownership for one run."""
+
+    def __init__(self, program: SMPProgram, ctx: SchedulerContext, run_id: str,
+                 config: SchedulerConfig, now: float,
+                 welcome: dict[str, Any] | None = None) -> None:
+        self.program = program
+        self.ctx = ctx
+        self.run_id = run_id
+        self.config = config
+        self.welcome = dict(welcome or {})
+        self.started_at = now
+        self.workers: dict[str, WorkerRecord] = {}
+        self.evicted: set[str] = set()
+        self.owner: dict[int, str] = {}
+        self.commits: list[dict[str, Any] | None] = []  # commit seq -> update (None: gc'd)
+        self.inflight: OrderedDict[int, Round] = OrderedDict()
+        self.next_round = ctx.round
+        self.running = False
+        self.ready = False  # every initial fragment loaded: rounds may start, the clock runs
+        self.finished = False
+        self.error: str | None = None
+        self.events: list[dict[str, Any]] = []
+        self.all_lost_at: float | None = None
+        self.throughput = ThroughputTracker()
+        self._sizes = [float(ctx.dataset.row_weights()[a:b].sum()) for a, b in ctx.bounds]
+
+    # ---- events ---------------------------------------------------------------------
+    def on_hello(self, worker: str, info: dict[str, Any], now: float) -> Outgoing:
+        """A worker asks to join; welcome it and give it work if the run is going."""
+        if self.finished:
+            return [(worker, self._msg("STOP", body={"reason": "run finished"}))]
+        if worker in self.workers or worker in self.evicted:
+            return [(worker, self._msg("EVICT", body={"reason": "identity already used"}))]
+        self.workers[worker] = WorkerRecord(worker, dict(info), now, cursor=len(self.commits))
+        self.all_lost_at = None
+        self._event("joined", now, worker=worker, device=info.get("device", "cpu"))
+        out: Outgoing = [(worker, self._msg("WELCOME", body={**self.welcome,
+                                                             "meta": self.ctx.dataset.meta}))]
+        if not self.running and len(self.workers) >= self.config.min_workers:
+            self._start(now)
+        if self.running:
+            self._reassign(now)
+            out += self._advance(now)
+        return out
+
+    def on_heartbeat(self, worker: str, now: float) -> Outgoing:
+        """Liveness from a worker; answer an unknown one with EVICT so it can rejoin."""
+        record = self.workers.get(worker)
+        if record is None:
+            return [(worker, self._msg("EVICT", body={"reason": "unknown worker"}))]
+        record.last_seen = now
+        return [(worker, self._msg("HEARTBEAT"))]
+
+    def on_result(self, worker: str, msg: Message, now: float) -> Outgoing:
+        """Partials for one round from one worker."""
+        record = self.workers.get(worker)
+        if record is None:
+            return [(worker, self._msg("EVICT", body={"reason": "unknown worker"}))]
+        record.last_seen = now
+        if msg.round == -1:
+            record.loading.difference_update(int(f) for f in msg.body.get("loaded", []))
+            return self._advance(now)
+        rnd = self.inflight.get(msg.round)
+        if rnd is None:
+            log.debug("dropping result for round %d from %s (not in flight)", msg.round, worker)
+            return []
+        try:
+            partials = unpack_payloads(msg.body.get("partials", {}), msg.arrays)
+        except Exception as exc:
+            return self._fail_worker(worker, f"undecodable partials: {exc}", now)
+        accepted = {}
+        for key, payload in partials.items():
+            frag = int(key)
+            if frag in rnd.pending and self.owner.get(frag) == worker:
+                bad = _nonfinite(payload)
+                if bad:
+                    return self._fail_worker(worker, f"non-finite value in partial {bad!r}", now)
+                accepted[frag] = payload
+        for frag, payload in accepted.items():
+            rnd.pending.discard(frag)
+            rnd.partials[frag] = payload
+        seconds = float(msg.body.get("seconds", 0.0))
+        work = sum(self._sizes[f] for f in accepted)
+        if accepted and seconds > 0:
+            self.throughput.observe(worker, work, seconds)
+        return self._advance(now)
+
+    def on_failed(self, worker: str, reason: str, now: float) -> Outgoing:
+        """The program raised on a worker: a bug in the program, so the run ends."""
+        if worker not in self.workers:
+            return []
+        self.error = f"worker {worker} failed: {reason}"
+        self._event("program_error", now, worker=worker, reason=reason)
+        return self._finish(now)
+
+    def on_bye(self, worker: str, now: float) -> Outgoing:
+        """A worker leaves on purpose (its process is going away)."""
+        return self._remove_worker(worker, "left", now)
+
+    def on_tick(self, now: float) -> Outgoing:
+        """Timer: heartbeat timeouts, the start timeout and the time limit."""
+        out: Outgoing = []
+        for worker in [w for w, r in self.workers.items()
+                       if now - r.last_seen > self.config.heartbeat_timeout]:
+            out += self._remove_worker(worker, "heartbeat timeout", now)
+        if self.finished:
+            return out
+        if not self.running and self.workers and now - self.started_at > self.config.start_timeout:
+            self._start(now)
+            self._reassign(now)
+            out += self._advance(now)
+        if self.running and not self.workers and self.all_lost_at is not None \
+                and now - self.all_lost_at > self.config.start_timeout:
+            self.error = "no workers left"
+            out += self._finish(now)
+        limit = self.config.time_limit
+        if limit is not None and self.running and now - self.started_at > limit:
+            self._event("time_limit", now)
+            self.ctx.stop(converged=False)
+            out += self._advance(now)
+        return out
+
+    def _start(self, now: float) -> None:
+        self.running = True
+        self._event("started", now, workers=sorted(self.workers))
+
+    # ---- membership -----------------------------------------------------------------
+    def _remove_worker(self, worker: str, reason: str, now: float) -> Outgoing:
+        record = self.workers.pop(worker, None)
+        if record is None:
+            return []
+        self.evicted.add(worker)
+        self.throughput.forget(worker)
+        for frag in record.fragments:
+            self.owner.pop(frag, None)
+        self._event("worker_lost", now, worker=worker, reason=reason,
+                    fragments=sorted(record.fragments))
+        log.warning("worker %s lost (%s); %d fragments to reassign", worker, reason,
+                    len(record.fragments))
+        out: Outgoing = [(worker, self._msg("EVICT", body={"reason": reason}))]
+        if not self.workers:
+            self.all_lost_at = now
+        if self.finished or not self.running:
+            return out
+        self._reassign(now)
+        return out + self._advance(now)
+
+    def _fail_worker(self, worker: str, why: str, now: float) -> Outgoing:
+        log.warning("treating worker %s as faulty: %s", worker, why)
+        return self._remove_worker(worker, f"faulty: {why}", now)
+
+    def _reassign(self, now: float) -> None:
+        """Give every orphaned fragment an owner; rebalance between rounds when speeds drift.
+
+        Placement is drift-plus-penalty (smpframe.scheduling.hetero): balance the
+        per-worker backlog against the cost of moving a fragment's data.
+        """
+        if not self.workers:
+            return
+        speeds = self.throughput.speeds(list(self.workers))
+        orphans = any(f not in self.owner for f in range(self.ctx.n_fragments))
+        drifted = not self.inflight and should_rebalance(
+            self.owner, self._sizes, speeds, self.config.rebalance_threshold)
+        if not orphans and not drifted:
+            return
+        total_speed = max(sum(speeds.values()), 1e-12)
+        move_cost = [size / total_speed for size in self._sizes]
+        new_owner = assign_fragments(self._sizes, dict(self.owner), speeds,
+                                     V=self.config.dispatch_v, move_cost=move_cost)
+        busy = set().union(*(r.pending for r in self.inflight.values()))
+        moved = 0
+        for frag, worker in new_owner.items():
+            old = self.owner.get(frag)
+            if old == worker or (frag in busy and old is not None):
+                continue  # never move a fragment a live worker is computing
+            if old is not None:
+                self.workers[old].fragments.discard(frag)
+                self.workers[old].to_drop.add(frag)
+            self.owner[frag] = worker
+            self.workers[worker].fragments.add(frag)
+            self.workers[worker].to_load.add(frag)
+            moved += 1
+        if moved:
+            self._event("assigned", now, moved=moved,
+                        owners={w: sorted(r.fragments) for w, r in self.workers.items()})
+
+    # ---- the round engine -----------------------------------------------------------
+    def _advance(self, now: float) -> Outgoing:
+        """Commit finished rounds in order, then dispatch new ones up to the depth."""
+        out: Outgoing = []
+        if self.finished or not self.running:
+            return out
+        if not self.ready:
+            out += self._flush_loads()
+            if any(r.loading for r in self.workers.values()):
+                return out
+            self.ready = True
+            self.ctx.started = now
+            self._event("ready", now)
+        while self.inflight:
+            number, rnd = next(iter(self.inflight.items()))
+            if rnd.pending:
+                break
+            del self.inflight[number]
+            self._commit(rnd)
+            if self.finished:
+                return out
+        if self.ctx.stop_requested:
+            return out + self._finish(now)
+        if self.config.max_rounds is not None and self.ctx.round >= self.config.max_rounds:
+            self.ctx.stop(converged=False)
+            return out + self._finish(now)
+        # redispatch pending fragments whose owner changed (after a failure)
+        out += self._redispatch(now)
+        if not self.inflight:
+            self._reassign(now)
+        while len(self.inflight) <= self.config.pipeline_depth and not self.ctx.stop_requested:
+            if self.config.max_rounds is not None and self.next_round >= self.config.max_rounds:
+                break
+            block = self.program.schedule(self.ctx)
+            if block is None:
+                if not self.inflight:
+                    self.ctx.stop(converged=self.ctx.converged)
+                    return out + self._finish(now)
+                break
+            out += self._dispatch(block, now)
+        out += self._flush_loads()
+        return out
+
+    def _commit(self, rnd: Round) -> None:
+        partials = {f: rnd.partials[f] for f in sorted(rnd.partials)}
+        update = self.program.pull(self.ctx, rnd.block, partials)
+        self.ctx.round += 1
+        self.commits.append(update)
+        self._gc_commits()
+
+    def _gc_commits(self) -> None:
+        low = min((r.cursor for r in self.workers.values()), default=len(self.commits))
+        for seq in range(low):
+            if self.commits[seq] is not None:
+                self.commits[seq] = None
+
+    def _dispatch(self, block: Any, now: float) -> Outgoing:
+        number = self.next_round
+        self.next_round += 1
+        if isinstance(block, PerFragment):
+            frags = {int(f) for f in block}
+        else:
+            frags = set(range(self.ctx.n_fragments))
+        rnd = Round(number, block, frags, set(frags), dispatched_at=now)
+        self.inflight[number] = rnd
+        return self._send_tasks(rnd, frags)
+
+    def _redispatch(self, now: float) -> Outgoing:
+        out: Outgoing = []
+        moved = set().union(*(r.to_load for r in self.workers.values()))
+        for rnd in self.inflight.values():
+            redo = rnd.pending & moved
+            if redo:
+                self._event("redispatch", now, round=rnd.number, fragments=sorted(redo))
+                out += self._send_tasks(rnd, redo)
+        return out
+
+    def _send_tasks(self, rnd: Round, frags: set[int]) -> Outgoing:
+        by_worker: dict[str, list[int]] = {}
+        for frag in sorted(frags):
+            worker = self.owner.get(frag)
+            if worker is not None:
+                by_worker.setdefault(worker, []).append(frag)
+        out: Outgoing = []
+        for worker, wfrags in by_worker.items():
+            if isinstance(rnd.block, PerFragment):
+                blocks = {str(f): rnd.block[f] for f in wfrags}
+            else:
+                blocks = {"*": rnd.block}
+            out.append((worker, self._work_message(worker, rnd.number, wfrags, blocks)))
+        return out
+
+    def _flush_loads(self) -> Outgoing:
+        """Fragments assigned outside a round still get loaded right away."""
+        out: Outgoing = []
+        for worker, record in self.workers.items():
+            if record.to_load or record.to_drop:
+                out.append((worker, self._work_message(worker, -1, [], {})))
+        return out
+
+    def _work_message(self, worker: str, number: int, frags: list[int],
+                      blocks: dict[str, Any]) -> Message:
+        """One WORK message: commits since the worker's cursor, drops, loads, tasks."""
+        record = self.workers[worker]
+        payloads: dict[str, dict[str, Any]] = {}
+        commit_seqs = list(range(record.cursor, len(self.commits)))
+        for seq in commit_seqs:
+            payloads[f"c{seq}"] = self.commits[seq] or {}
+        record.cursor = len(self.commits)
+        loads, drops = sorted(record.to_load), sorted(record.to_drop)
+        record.to_load, record.to_drop = set(), set()
+        if not frags:
+            record.loading.update(loads)
+        for frag in loads:
+            payloads[f"d{frag}"] = self._fragment_payload(frag)
+            payloads[f"s{frag}"] = self.program.snapshot(self.ctx, frag)
+        for key, block in blocks.items():
+            payloads[f"b{key}"] = block
+        head, arrays = pack_payloads(payloads)
+        body = {"commits": commit_seqs, "drop": drops, "load": loads,
+                "tasks": frags, "payloads": head}
+        self._gc_commits()
+        return self._msg("WORK", round=number, body=body, arrays=arrays)
+
+    def _fragment_payload(self, frag: int) -> dict[str, Any]:
+        start, stop = self.ctx.bounds[frag]
+        payload = self.ctx.dataset.fragment(start, stop)
+        payload["_rows"] = [start, stop]
+        return payload
+
+    def _finish(self, now: float) -> Outgoing:
+        if self.finished:
+            return []
+        self.finished = True
+        self.inflight.clear()
+        self._event("finished", now, rounds=self.ctx.round, error=self.error)
+        return [(w, self._msg("STOP", body={"reason": self.error or "done"}))
+                for w in self.workers]
+
+    # ---- helpers --------------------------------------------------------------------
+    def _msg(self, mtype: str, round: int = -1, body: dict[str, Any] | None = None,
+             arrays: dict[str, np.ndarray] | None = None) -> Message:
+        return Message(mtype, self.run_id, round, body or {}, arrays or {})
+
+    def _event(self, name: str, now: float, **fields: Any) -> None:
+        self.events.append({"event": name, "t": round(now - self.started_at, 4), **fields})
+
+
+def _nonfinite(payload: dict[str, Any]) -> str | None:
+    """Name of the first float entry holding NaN/Inf, if any."""
+    for key, value in payload.items():
+        arr = np.asarray(value) if not isinstance(value, (str, bytes, list, dict)) else None
+        if arr is not None and arr.dtype.kind in "fc" and not np.isfinite(arr).all():
+            return key
+    return None

@@ -1,0 +1,57 @@
+"""The array-module seam: numpy on CPU workers, cupy on GPU workers.
+
+Programs write ``xp = wctx.xp`` and use it for device arrays; everything that leaves
+a worker goes through :func:`to_host` first.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from smpframe.errors import InputError
+
+
+def parse_device(device: str) -> tuple[str, int]:
+    """``"cpu"`` -> ("cpu", 0); ``"gpu"``/``"gpu:1"`` -> ("gpu", 1); ``"auto"`` -> gpu if present."""
+    kind, _, index = device.partition(":")
+    if kind == "auto":
+        return ("gpu", 0) if gpu_available() else ("cpu", 0)
+    if kind not in ("cpu", "gpu") or (index and not index.isdigit()):
+        raise InputError(f"--device {device!r}: expected cpu, gpu, gpu:N or auto")
+    return kind, int(index or 0)
+
+
+def gpu_available() -> bool:
+    """True when cupy imports and sees at least one CUDA device."""
+    try:
+        import cupy
+        return cupy.cuda.runtime.getDeviceCount() > 0
+    except Exception:
+        return False
+
+
+def array_module(device: str) -> Any:
+    """numpy for CPU; cupy bound to the chosen GPU, with a clear error when there is none."""
+    kind, index = parse_device(device)
+    if kind == "cpu":
+        return np
+    try:
+        import cupy
+    except ImportError:
+        raise InputError(f"--device {device}: cupy is not installed (pip install 'smpframe[gpu]')") from None
+    try:
+        count = cupy.cuda.runtime.getDeviceCount()
+    except Exception as exc:
+        raise InputError(f"--device {device}: no usable CUDA device ({exc})") from None
+    if index >= count:
+        raise InputError(f"--device {device}: only {count} GPU(s) present")
+    cupy.cuda.Device(index).use()
+    return cupy
+
+
+def to_host(value: Any) -> Any:
+    """A numpy array (or plain value) for anything a program returns."""
+    if hasattr(value, "__cuda_array_interface__") and hasattr(value, "get"):
+        return value.get()
+    return value

@@ -1,0 +1,1 @@
+"""The smpframe worker process (installed as ``smpframe.workers``)."""

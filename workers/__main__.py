@@ -1,0 +1,6 @@
+"""``python -m smpframe.workers`` is ``smpframe worker``."""
+import sys
+
+from smpframe.cli import main
+
+sys.exit(main(["worker", *sys.argv[1:]]))
