@@ -127,10 +127,10 @@ class SchedulerServer:
             log.warning("dropped malformed message from %r: %s", ident[:40], exc)
             return []
         worker, is_hb = (ident[:-3], True) if ident.endswith("#hb") else (ident, False)
-        if msg.type != "HELLO" and msg.run != self.run_id and not (is_hb and msg.run == ""):
+        if msg.type != "HELLO" and msg.run != self.run_id:
             self.dropped += 1
             log.debug("dropped %s for another run from %r", msg.type, ident[:40])
-            return [] if msg.run else state.on_heartbeat(worker, now) if is_hb else []
+            return []
         if is_hb:
             return [(ident if m.type == "HEARTBEAT" else worker, m)
                     for _, m in state.on_heartbeat(worker, now)]

@@ -44,6 +44,7 @@ class SchedulerConfig:
     time_limit: float | None = None
     dispatch_v: float = 1.0
     rebalance_threshold: float = 0.15
+    balance: bool = True  # False: fragments stay where first placed (the uniform baseline)
 
 
 @dataclass
@@ -119,18 +120,24 @@ class SchedulerState:
         return out
 
     def on_heartbeat(self, worker: str, now: float) -> Outgoing:
-        """Liveness from a worker; answer an unknown one with EVICT so it can rejoin."""
+        """Liveness from a worker; an evicted one is told so, and can rejoin."""
         record = self.workers.get(worker)
         if record is None:
-            return [(worker, self._msg("EVICT", body={"reason": "unknown worker"}))]
+            return self._unknown(worker)
         record.last_seen = now
         return [(worker, self._msg("HEARTBEAT"))]
+
+    def _unknown(self, worker: str) -> Outgoing:
+        """Messages from a worker not registered: EVICT if we removed it, else ignore."""
+        if worker in self.evicted:
+            return [(worker, self._msg("EVICT", body={"reason": "evicted earlier"}))]
+        return []
 
     def on_result(self, worker: str, msg: Message, now: float) -> Outgoing:
         """Partials for one round from one worker."""
         record = self.workers.get(worker)
         if record is None:
-            return [(worker, self._msg("EVICT", body={"reason": "unknown worker"}))]
+            return self._unknown(worker)
         record.last_seen = now
         if msg.round == -1:
             record.loading.difference_update(int(f) for f in msg.body.get("loaded", []))
@@ -189,7 +196,7 @@ class SchedulerState:
             self.error = "no workers left"
             out += self._finish(now)
         limit = self.config.time_limit
-        if limit is not None and self.running and now - self.started_at > limit:
+        if limit is not None and self.ready and self.ctx.elapsed > limit:
             self._event("time_limit", now)
             self.ctx.stop(converged=False)
             out += self._advance(now)
@@ -234,7 +241,7 @@ class SchedulerState:
             return
         speeds = self.throughput.speeds(list(self.workers))
         orphans = any(f not in self.owner for f in range(self.ctx.n_fragments))
-        drifted = not self.inflight and should_rebalance(
+        drifted = self.config.balance and not self.inflight and should_rebalance(
             self.owner, self._sizes, speeds, self.config.rebalance_threshold)
         if not orphans and not drifted:
             return

@@ -43,6 +43,8 @@ def _add_cluster_options(parser: argparse.ArgumentParser) -> None:
                         help="seconds of silence before a worker is declared dead (default 10)")
     parser.add_argument("--dispatch-v", type=float, default=1.0,
                         help="drift-plus-penalty V: balance (0) vs keeping data in place (large)")
+    parser.add_argument("--no-balance", action="store_true",
+                        help="keep fragments where first placed (no speed-proportional moves)")
     parser.add_argument("--checkpoint-every",
                         help="checkpoint into --output every N rounds, or every Ns seconds")
     parser.add_argument("--resume", help="continue from the last checkpoint in this folder")
@@ -123,6 +125,7 @@ def _scheduler_config(args: argparse.Namespace, n_workers: int):
     return SchedulerConfig(min_workers=n_workers, heartbeat_timeout=args.heartbeat_timeout,
                            pipeline_depth=args.pipeline_depth, max_rounds=args.max_rounds,
                            time_limit=args.time_limit, dispatch_v=args.dispatch_v,
+                           balance=not args.no_balance,
                            start_timeout=getattr(args, "start_timeout", 30.0))
 
 

@@ -1,28 +1,25 @@
-"""The worker process: registers with the scheduler, holds fragments, runs push/sync.
+"""The worker process: registers with the scheduler and serves WORK messages.
 
-The loop only moves messages; the program's ``load``/``push``/``sync`` do the work.
-A WORK message is applied in order: committed updates (to the fragments already
-held), drops, loads (built from a snapshot at the same commit), then tasks.
+The loop only moves messages; :func:`smpframe.workers.executor.execute` applies them.
 """
 from __future__ import annotations
 
 import logging
 import os
 import secrets
-import socket as pysocket
 import time
-import traceback
+import socket as pysocket
 from dataclasses import dataclass, field
-from typing import Any
 
 import zmq
 
-from smpframe.arrays import array_module, to_host
+from smpframe.arrays import array_module
 from smpframe.errors import ProtocolError
-from smpframe.program import SMPProgram, WorkerContext, unpack_arrays
+from smpframe.program import SMPProgram, WorkerContext
 from smpframe.programs import resolve_program
-from smpframe.protocol import Message, decode, encode, pack_payloads, unpack_payloads
+from smpframe.protocol import Message, decode, encode
 from smpframe.security import SecurityConfig
+from smpframe.workers.executor import execute
 from smpframe.workers.heartbeat import Heartbeat
 
 log = logging.getLogger("smpframe.worker")
@@ -54,6 +51,7 @@ class Worker:
         self.socket: zmq.Socket | None = None
         self.heartbeat: Heartbeat | None = None
         self.identity = ""
+        self.connected_at = 0.0
 
     # ---- connection -----------------------------------------------------------------
     def _connect(self) -> None:
@@ -66,10 +64,7 @@ class Worker:
         self.socket.setsockopt(zmq.LINGER, 2000)
         self.options.security.apply_client(self.socket)
         self.socket.connect(self.options.connect)
-        self.heartbeat = Heartbeat(self.context, self.options.connect, self.identity, self.run_id,
-                                   self.options.heartbeat_interval,
-                                   self.options.scheduler_timeout, self.options.security)
-        self.heartbeat.start()
+        self.connected_at = time.monotonic()
         self.program, self.wctx = None, None
         self._send(Message("HELLO", body={"device": self.options.device, "pid": os.getpid(),
                                           "host": pysocket.gethostname(),
@@ -95,12 +90,12 @@ class Worker:
         self._connect()
         try:
             while True:
-                assert self.socket is not None and self.heartbeat is not None
-                if self.heartbeat.lost.is_set():
+                assert self.socket is not None
+                if self._scheduler_lost():
                     log.error("scheduler at %s silent for %.0fs; exiting", self.options.connect,
                               self.options.scheduler_timeout)
                     return 3
-                if self.heartbeat.evicted.is_set():
+                if self.heartbeat is not None and self.heartbeat.evicted.is_set():
                     log.warning("evicted by the scheduler; rejoining as a fresh worker")
                     self._connect()
                     continue
@@ -128,10 +123,18 @@ class Worker:
             self._close()
             self.context.term()
 
-    def _welcome(self, msg: Message) -> None:
-        self.run_id = msg.run
+    def _scheduler_lost(self) -> bool:
         if self.heartbeat is not None:
-            self.heartbeat.run_id = msg.run
+            return self.heartbeat.lost.is_set()
+        return time.monotonic() - self.connected_at > self.options.scheduler_timeout
+
+    def _welcome(self, msg: Message) -> None:
+        """Build the program and start heartbeats (only now is the run id known)."""
+        self.run_id = msg.run
+        self.heartbeat = Heartbeat(self.context, self.options.connect, self.identity, self.run_id,
+                                   self.options.heartbeat_interval,
+                                   self.options.scheduler_timeout, self.options.security)
+        self.heartbeat.start()
         body = msg.body
         self.program = resolve_program(body["program"])(**body.get("params", {}))
         self.wctx = WorkerContext(params=dict(body.get("params", {})), meta=body.get("meta", {}),
@@ -141,39 +144,8 @@ class Worker:
     def _work(self, msg: Message) -> None:
         if self.program is None or self.wctx is None:
             return
-        program, wctx = self.program, self.wctx
-        try:
-            payloads = unpack_payloads(msg.body["payloads"], msg.arrays)
-            for seq in msg.body["commits"]:
-                update = payloads[f"c{seq}"]
-                if update:
-                    for frag in list(wctx.fragments):
-                        program.sync(wctx, frag, update)
-            for frag in msg.body["drop"]:
-                wctx.fragments.pop(frag, None)
-            for frag in msg.body["load"]:
-                data = unpack_arrays(payloads[f"d{frag}"])
-                program.load(wctx, frag, data, payloads[f"s{frag}"])
-            tasks = msg.body["tasks"]
-            if not tasks:
-                if msg.body["load"]:
-                    self._send(Message("RESULT", round=-1, body={"loaded": msg.body["load"]}))
-                return
-            started = time.perf_counter()
-            partials: dict[str, dict[str, Any]] = {}
-            for frag in tasks:
-                block = payloads.get("b*", payloads.get(f"b{frag}"))
-                result = program.push(wctx, frag, block)
-                partials[str(frag)] = {k: to_host(v) for k, v in result.items()}
-            seconds = time.perf_counter() - started
-            if self.options.slowdown > 1.0:
-                time.sleep(seconds * (self.options.slowdown - 1.0))
-                seconds *= self.options.slowdown
-        except Exception as exc:
-            log.error("program failed: %s", exc)
-            self._send(Message("FAILED", round=msg.round, body={
-                "reason": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc()}))
-            return
-        head, arrays = pack_payloads(partials)
-        self._send(Message("RESULT", round=msg.round,
-                           body={"partials": head, "seconds": seconds}, arrays=arrays))
+        reply = execute(self.program, self.wctx, msg, self.options.slowdown)
+        if reply is not None:
+            if reply.type == "FAILED":
+                log.error("program failed: %s", reply.body["reason"])
+            self._send(reply)

@@ -7,10 +7,13 @@ Rows are partitioned across workers; each keeps the residual ``r = y - X beta - 
 of its rows. A round is either
 
 * a *block* round: the scheduler picks columns B by priority sampling
-  (p ∝ |Δβ_j| + η) and the dependency filter (|corr| < ρ with every column kept);
-  workers return ``X_B^T r`` and ``sum(r)``; the scheduler, which also holds X, forms
-  the block Gram ``X_B^T X_B`` and solves the block subproblem exactly by coordinate
-  descent (intercept included), commits, and broadcasts ``(B, Δβ_B, Δβ0)``; or
+  (p ∝ |Δβ_j| + η); workers return ``X_B^T r`` and ``sum(r)``; the scheduler, which
+  also holds X, forms the block Gram ``X_B^T X_B`` and solves the block subproblem
+  exactly by coordinate descent (intercept included), commits, and broadcasts
+  ``(B, Δβ_B, Δβ0)``. Because a block is solved exactly, correlation *inside* it is
+  harmless (and splitting correlated columns across rounds would only zig-zag); the
+  dependency filter guards what does run concurrently: with pipelining, a candidate
+  whose |corr| with a column of a block still in flight is >= ρ is dropped; or
 * a *full* round: workers return ``X^T r``, ``||r||^2`` and ``r.y``; the scheduler
   computes the duality gap (stop test) and refreshes every column's priority to
   the size of the step it would take (its KKT violation).
@@ -75,7 +78,7 @@ class Lasso(SMPProgram):
     name = "lasso"
 
     def __init__(self, lam: float | None = None, lambda_ratio: float = 0.1, tol: float = 1e-6,
-                 intercept: bool = True, block_size: int = 256, rho: float = 0.5,
+                 intercept: bool = True, block_size: int = 256, rho: float = 0.1,
                  eta: float = 1e-6, fmt: str | None = None, labels: str | None = None,
                  synthetic: dict[str, Any] | None = None) -> None:
         super().__init__(lam=lam, lambda_ratio=lambda_ratio, tol=tol, intercept=intercept,
@@ -111,12 +114,12 @@ class Lasso(SMPProgram):
         lam = float(p["lam"]) if p["lam"] is not None else p["lambda_ratio"] * lam_max
         if not lam > 0:
             raise InputError(f"--lambda must be > 0 (lambda_max for this data is {lam_max:.6g})")
-        ctx.cache = {"X": X, "y": y, "col_sum": col_sum, "col_norm2": np.asarray(
+        ctx.cache = {"X": X, "y": y, "inflight": [], "col_sum": col_sum, "col_norm2": np.asarray(
             X.multiply(X).sum(axis=0)).ravel(), "n": n, "ybar": ybar}
         yc = y - ybar
         ctx.model.update(coef=np.zeros(d), intercept=np.array([ybar]), priority=np.zeros(d))
         ctx.state.update(lam=lam, lam_max=lam_max, rr=float(yc @ yc), objective=float(yc @ yc) / (2 * n),
-                         need_full=True, epoch_max=0.0, yc2=float(yc @ yc), gap=None)
+                         need_full=True, epoch_max=0.0, gap=None)
         ctx.report(objective=ctx.state["objective"], lam=lam)
         self._warm_up(X)
 
@@ -129,23 +132,43 @@ class Lasso(SMPProgram):
 
     def schedule(self, ctx: SchedulerContext) -> Payload | None:
         st = ctx.state
-        if st["need_full"]:
+        if st["need_full"] or self._epoch_done(ctx):
+            st["need_full"] = True
+            if ctx.cache["inflight"]:
+                return None  # a full pass waits for the blocks in flight
+            ctx.cache["inflight"].append(np.zeros(0, np.int64))
             return {"kind": "full"}
         prio = ctx.model["priority"]
         pool = np.flatnonzero(prio > 0)
-        if pool.size == 0 or prio[pool].max() <= 0.05 * st["epoch_max"]:
-            st["need_full"] = True
-            return {"kind": "full"}
         size = int(self.params["block_size"])
         if pool.size > 2 * size:
             pick = pool[priority_sample(ctx.rng, prio[pool], float(self.params["eta"]) * st["epoch_max"],
                                         2 * size)]
         else:
             pick = pool[np.argsort(-prio[pool], kind="stable")]
-        block = dependency_filter(pick, ctx.cache["X"], float(self.params["rho"]), size)
-        return {"kind": "block", "idx": np.sort(block).astype(np.int64)}
+        block = np.sort(self._independent_of_inflight(ctx, pick)[:size]).astype(np.int64)
+        ctx.cache["inflight"].append(block)
+        return {"kind": "block", "idx": block}
+
+    def _independent_of_inflight(self, ctx: SchedulerContext, pick: np.ndarray) -> np.ndarray:
+        """Drop candidates with |corr| >= rho to a column of a block still in flight."""
+        busy = ctx.cache["inflight"]
+        rho = float(self.params["rho"])
+        if not busy or rho >= 1.0:
+            return pick
+        guard = np.unique(np.concatenate(busy))
+        pick = pick[~np.isin(pick, guard)]
+        kept = dependency_filter(np.concatenate([guard, pick]), ctx.cache["X"], rho, guard.size + pick.size)
+        return kept[~np.isin(kept, guard)]
+
+    @staticmethod
+    def _epoch_done(ctx: SchedulerContext) -> bool:
+        """The columns found violating at the last full pass have settled."""
+        prio = ctx.model["priority"]
+        return not prio.any() or prio.max() <= 0.05 * ctx.state["epoch_max"]
 
     def pull(self, ctx: SchedulerContext, block: Payload, partials: dict[int, Payload]) -> Payload | None:
+        ctx.cache["inflight"].pop(0)
         if block["kind"] == "full":
             self._pull_full(ctx, partials)
             return None
@@ -246,8 +269,8 @@ def add_regression_arguments(parser: argparse.ArgumentParser) -> None:
                         help="stop at this relative duality gap (default 1e-6)")
     parser.add_argument("--no-intercept", action="store_true", help="fit without an intercept")
     parser.add_argument("--block-size", type=int, default=256, help="columns per round (default 256)")
-    parser.add_argument("--rho", type=float, default=0.5,
-                        help="dependency filter: max |corr| between columns of a block")
+    parser.add_argument("--rho", type=float, default=0.1,
+                        help="dependency filter: max |corr| with columns of rounds in flight")
 
 
 def load_regression_source(source: Any, params: dict[str, Any], kind: str):

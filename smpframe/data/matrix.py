@@ -27,7 +27,6 @@ _NUMBER = re.compile(
     r"[+-]?(?:(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?|nan|inf|infinity)", re.IGNORECASE
 )
 _INTEGER = re.compile(r"[+-]?\d+")
-_WHITESPACE = b" \t\r\v\f"
 
 
 # --------------------------------------------------------------------------- shared helpers
@@ -66,6 +65,16 @@ def read_text(path: str | Path) -> bytes:
     return check_text(read_bytes(path), path)
 
 
+def quote(value: object, limit: int = 40) -> str:
+    """``'value'`` for an error message: shortened, non-printable characters escaped (one line)."""
+    text = str(value)
+    if len(text) > limit:
+        text = text[:limit] + "..."
+    if not text.isprintable():
+        text = text.encode("unicode_escape").decode("ascii")
+    return f"'{text}'"
+
+
 def parse_number(token: str) -> float | None:
     """Parse a decimal number strictly (no ``0x``, no ``_``); None when it is not one."""
     return float(token) if _NUMBER.fullmatch(token) else None
@@ -82,29 +91,33 @@ def check_finite(array: np.ndarray, path: str | Path, what: str, lines: np.ndarr
     if bad.any():
         i = int(np.argmax(bad))
         line = None if lines is None else int(lines[i])
-        raise InputError(f"{what} '{array.flat[i]}' is not finite", path, line)
+        raise InputError(f"{what} {quote(array.flat[i])} is not finite", path, line)
 
 
-def _too_long(n: int, what: str) -> str:
+def _too_large(n: int, what: str) -> str:
     return f"{what} {n} is too large (max {MAX_INDEX})"
 
 
 # --------------------------------------------------------------------------- vectorised table
 
 
-def _parse_ints(buf: np.ndarray, s: np.ndarray, e: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Parse fields ``buf[s:e]`` as ``-?[0-9]{1,18}``; return (int64 values, ok mask)."""
+def parse_int_fields(buf: np.ndarray, s: np.ndarray, e: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Parse fields ``buf[s:e]`` as ``-?[0-9]{1,18}``; return (int64 values, ok mask).
+
+    Digits are read right-aligned, one column at a time over all fields at once.
+    """
     neg = buf[s] == ord("-")
     p = s + neg
-    n = e - p
-    ok = (n >= 1) & (n <= 18)
+    ok = (e - p >= 1) & (e - p <= 18)
     val = np.zeros(len(s), np.int64)
-    for c in range(int(n[ok].max(initial=0))):
-        act = ok & (n > c)
-        d = buf[np.where(act, p + c, 0)].astype(np.int64) - ord("0")
-        good = (d >= 0) & (d <= 9)
-        ok &= ~act | good
-        val = np.where(act & good, val * 10 + d, val)
+    width = int((e - p)[ok].max(initial=0))
+    for c in range(width):
+        pos = e - (width - c)
+        act = pos >= p
+        d = buf[np.maximum(pos, 0)] - np.uint8(ord("0"))
+        ok &= (d <= 9) | ~act
+        val *= 10
+        val += d * act
     return np.where(neg, -val, val), ok
 
 
@@ -117,24 +130,25 @@ def _parse_simple_floats(buf: np.ndarray, s: np.ndarray, e: np.ndarray) -> tuple
     """
     neg = buf[s] == ord("-")
     p = s + neg
-    n = e - p
-    ok = (n >= 1) & (n <= 16)
+    ok = (e - p >= 1) & (e - p <= 16)
     mant = np.zeros(len(s), np.int64)
-    frac = np.zeros(len(s), np.int64)
-    ndig = np.zeros(len(s), np.int64)
-    dot = np.zeros(len(s), bool)
-    for c in range(int(n[ok].max(initial=0))):
-        act = ok & (n > c)
-        b = buf[np.where(act, p + c, 0)].astype(np.int64)
-        dig = (b >= ord("0")) & (b <= ord("9"))
-        new_dot = (b == ord(".")) & ~dot
-        ok &= ~act | dig | new_dot
-        ad = act & dig
-        mant = np.where(ad, mant * 10 + b - ord("0"), mant)
-        frac += ad & dot
-        ndig += ad
-        dot |= act & new_dot
-    ok &= (ndig >= 1) & (ndig <= 15)
+    frac = np.zeros(len(s), np.int8)
+    ndig = np.zeros(len(s), np.int8)
+    dots = np.zeros(len(s), np.int8)
+    width = int((e - p)[ok].max(initial=0))
+    for c in range(width):
+        pos = e - (width - c)
+        act = pos >= p
+        b = buf[np.maximum(pos, 0)]
+        d = b - np.uint8(ord("0"))
+        dig = (d <= 9) & act
+        dot = (b == ord(".")) & act
+        ok &= dig | dot | ~act
+        mant = np.where(dig, mant * 10 + d, mant)
+        frac += dig & (dots > 0)
+        ndig += dig
+        dots += dot
+    ok &= (ndig >= 1) & (ndig <= 15) & (dots <= 1)
     val = mant / 10.0**frac
     return np.where(neg, -val, val), ok
 
@@ -153,19 +167,26 @@ def _gather(buf: np.ndarray, s: np.ndarray, e: np.ndarray) -> np.ndarray:
     return out.view(f"S{width}").ravel()
 
 
-def _tokenize(data: bytes, seps: bytes) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Split ``data`` into maximal runs of bytes not in ``seps`` or newline.
+def split_tokens(data: bytes, delim: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Split ``data`` into maximal runs of bytes that are neither ``delim`` nor ASCII
+    whitespace/control characters (bytes <= 32, newline included).
 
     Returns (buf, starts, ends, newline positions); token i is ``buf[starts[i]:ends[i]]``.
     """
     buf = np.frombuffer(data, np.uint8)
-    is_sep = np.zeros(256, bool)
-    is_sep[list(seps + b"\n")] = True
-    edge = np.diff(np.logical_not(is_sep[buf]).view(np.int8), prepend=0, append=0)
-    return buf, np.flatnonzero(edge == 1), np.flatnonzero(edge == -1), np.flatnonzero(buf == 10)
+    sep = np.empty(len(buf) + 1, bool)  # sep[i + 1] is byte i's; a separator before byte 0
+    sep[0] = True
+    np.less_equal(buf, 32, out=sep[1:])
+    if delim is not None and delim > 32:
+        sep[1:] |= buf == delim
+    # token boundaries are where sep flips; they alternate start, end, start, ...
+    flips = np.flatnonzero(sep[1:] != sep[:-1])
+    if not sep[-1]:
+        flips = np.concatenate([flips, [len(buf)]])
+    return buf, flips[0::2], flips[1::2], np.flatnonzero(buf == 10)
 
 
-def _per_line(positions: np.ndarray, newlines: np.ndarray) -> np.ndarray:
+def count_per_line(positions: np.ndarray, newlines: np.ndarray) -> np.ndarray:
     """Count sorted byte ``positions`` on each line (len(newlines) + 1 lines)."""
     return np.diff(np.searchsorted(positions, newlines), prepend=0, append=len(positions))
 
@@ -201,13 +222,13 @@ class Table:
             raise self.fail(row, message(row))
 
     def try_ints(self, col: int) -> tuple[np.ndarray, np.ndarray]:
-        """(int64 values, ok mask) of column ``col``; see :func:`_parse_ints`."""
-        return _parse_ints(self.buf, self.starts[:, col], self.ends[:, col])
+        """(int64 values, ok mask) of column ``col``; see :func:`parse_int_fields`."""
+        return parse_int_fields(self.buf, self.starts[:, col], self.ends[:, col])
 
     def ints(self, col: int, what: str) -> np.ndarray:
         """Column ``col`` as int64, raising on the first field that is not an integer."""
         values, ok = self.try_ints(col)
-        self.require(ok, lambda r: f"{what} '{self.token(r, col)}' is not an integer")
+        self.require(ok, lambda r: f"{what} {quote(self.token(r, col))} is not an integer")
         return values
 
     def floats(self, col: int, what: str) -> np.ndarray:
@@ -217,9 +238,9 @@ class Table:
             tok = self.token(row, col)
             value = parse_number(tok)
             if value is None:
-                raise self.fail(row, f"{what} '{tok}' is not a number")
+                raise self.fail(row, f"{what} {quote(tok)} is not a number")
             if not np.isfinite(value):
-                raise self.fail(row, f"{what} '{tok}' is not finite")
+                raise self.fail(row, f"{what} {quote(tok)} is not finite")
             values[row] = value
         return values
 
@@ -240,39 +261,82 @@ def read_table(
 
     ``sep`` None splits on runs of whitespace; otherwise fields are separated by
     ``sep`` (e.g. ``b","``, ``b"::"``) and stripped of surrounding whitespace, so a
-    field may not be empty or contain whitespace.  Blank lines are skipped.  The
-    first non-blank line fixes the field count, which must be one of ``widths``;
-    every other line must have the same count.  ``first_line`` is the line number
-    of ``data``'s first line.
+    field may not be empty or contain whitespace (ASCII control characters count
+    as whitespace).  Blank lines are skipped.  The first non-blank line fixes the
+    field count, which must be one of ``widths``; every other line must have the
+    same count.  ``first_line`` is the line number of ``data``'s first line.
     """
     delim = None
     if sep is not None:
         if len(sep) > 1:  # NUL cannot occur in checked text, so it can stand in for "::"
             data = data.replace(sep, b"\x00")
-            sep = b"\x00"
-        delim = sep[0]
-    buf, starts, ends, newlines = _tokenize(data, _WHITESPACE + (sep or b""))
-    ntok = _per_line(starts, newlines)
-    if delim is None:
+        delim = sep[0] if len(sep) == 1 else 0
+    buf, starts, ends, newlines = split_tokens(data, delim)
+    delims = None if delim is None else np.flatnonzero(buf == delim)
+    rows = _full_lines(buf, starts, ends, delims, newlines, widths)
+    if rows is None:
+        rows = _count_fields(starts, delims, newlines, widths, path, first_line)
+    k = len(starts) // len(rows) if len(rows) else widths[0]
+    table = Table(buf, starts.reshape(-1, k), ends.reshape(-1, k), rows + first_line, str(path))
+    if delims is not None and k > 1:
+        between = delims.reshape(-1, k - 1)
+        # equal counts but a delimiter out of place: some field is empty (and another has a space)
+        table.require(
+            ((table.ends[:, :-1] <= between) & (between < table.starts[:, 1:])).all(axis=1),
+            lambda r: "empty field",
+        )
+    return table
+
+
+def _full_lines(
+    buf: np.ndarray, starts: np.ndarray, ends: np.ndarray, delims: np.ndarray | None,
+    newlines: np.ndarray, widths: tuple[int, ...],
+) -> np.ndarray | None:
+    """Fast path of :func:`read_table`: when no line is blank and every line has the
+    same allowed number of tokens (and of delimiters), return the 0-based line of
+    each row; else None.  Sorted tokens whose first and last of each k-group lie on
+    line r leave exactly k tokens per line, so no per-line counting is needed."""
+    n = len(newlines) + (len(buf) > (newlines[-1] + 1 if len(newlines) else 0))
+    if not n or not len(starts):
+        return None
+    k = int(np.searchsorted(starts, newlines[0] if len(newlines) else len(buf)))
+    if k not in widths or len(starts) != k * n:
+        return None
+    begin = np.concatenate([[0], newlines[: n - 1] + 1])
+    end = newlines[:n] if n == len(newlines) else np.concatenate([newlines, [len(buf)]])
+    if not ((starts[::k] >= begin) & (ends[k - 1 :: k] <= end)).all():
+        return None
+    if delims is not None and k > 1:
+        if len(delims) != (k - 1) * n or not ((delims[:: k - 1] >= begin) & (delims[k - 2 :: k - 1] <= end)).all():
+            return None
+    elif delims is not None and len(delims):
+        return None
+    return np.arange(n)
+
+
+def _count_fields(
+    starts: np.ndarray, delims: np.ndarray | None, newlines: np.ndarray,
+    widths: tuple[int, ...], path: str | Path, first_line: int,
+) -> np.ndarray:
+    """General path of :func:`read_table`: count fields per line, raise at the first
+    line with a wrong count, and return the 0-based lines of the non-blank ones."""
+    ntok = count_per_line(starts, newlines)
+    if delims is None:
         nfield = ntok
     else:
-        ndelim = _per_line(np.flatnonzero(buf == delim), newlines)
+        ndelim = count_per_line(delims, newlines)
         nfield = np.where((ntok > 0) | (ndelim > 0), ndelim + 1, 0)
-    nonblank = np.flatnonzero(nfield)
-    k = int(nfield[nonblank[0]]) if len(nonblank) else widths[0]
+    rows = np.flatnonzero(nfield)
+    k = int(nfield[rows[0]]) if len(rows) else widths[0]
     if k not in widths:
-        raise InputError(_count_message(widths, k), path, first_line + int(nonblank[0]))
+        raise InputError(_count_message(widths, k), path, first_line + int(rows[0]))
     bad = ((nfield != k) & (nfield != 0)) | (ntok != nfield)
     if bad.any():
         i = int(np.argmax(bad))
         if nfield[i] != k:
-            message = _count_message((k,), int(nfield[i]))
-        else:
-            message = "empty field" if ntok[i] < nfield[i] else "field contains whitespace"
-        raise InputError(message, path, first_line + i)
-    return Table(
-        buf, starts.reshape(-1, k), ends.reshape(-1, k), nonblank + first_line, str(path)
-    )
+            raise InputError(_count_message((k,), int(nfield[i])), path, first_line + i)
+        raise InputError("empty field" if ntok[i] < nfield[i] else "field contains whitespace", path, first_line + i)
+    return rows
 
 
 # --------------------------------------------------------------------------- LIBSVM
@@ -309,7 +373,7 @@ def _raise_libsvm_error(data: bytes, path: str | Path, n_features: int | None, f
     zero_based = False
     over_1based = over_0based = None  # first (line, index) too large for n_features
     for lineno, raw in enumerate(data.split(b"\n"), 1):
-        tokens = raw.split(b"#", 1)[0].decode("utf-8").split()
+        tokens = [t.decode("utf-8") for t in raw.split(b"#", 1)[0].split()]
         if not tokens:
             continue
         indices = _libsvm_line(tokens, path, lineno)
@@ -333,32 +397,30 @@ def _libsvm_line(tokens: list[str], path: str | Path, lineno: int) -> list[int]:
 
     label = parse_number(tokens[0])
     if label is None:
-        fail(f"label '{tokens[0]}' is not a number")
+        fail(f"label {quote(tokens[0])} is not a number")
     if not np.isfinite(label):
-        fail(f"label '{tokens[0]}' is not finite")
+        fail(f"label {quote(tokens[0])} is not finite")
     indices: list[int] = []
     for tok in tokens[1:]:
         name, colon, value = tok.partition(":")
         if not colon:
-            fail(f"expected index:value, got '{tok}'")
-        if name == "qid":
-            if parse_int(value) is None:
-                fail(f"qid '{value}' is not an integer")
+            fail(f"expected index:value, got {quote(tok)}")
+        if name == "qid":  # query ids are ignored
             continue
         index = parse_int(name)
         if index is None:
-            fail(f"feature index '{name}' is not an integer")
+            fail(f"feature index {quote(name)} is not an integer")
         if index < 0:
             fail(f"feature index {index} is negative")
         if index > MAX_INDEX:
-            fail(_too_long(index, "feature index"))
+            fail(_too_large(index, "feature index"))
         if indices and index <= indices[-1]:
             fail(f"feature indices must be increasing ({index} after {indices[-1]})")
         number = parse_number(value)
         if number is None:
-            fail(f"value '{value}' is not a number")
+            fail(f"value {quote(value)} is not a number")
         if not np.isfinite(number):
-            fail(f"value '{value}' is not finite")
+            fail(f"value {quote(value)} is not finite")
         indices.append(index)
     return indices
 
@@ -392,11 +454,11 @@ def _mm_header(data: bytes, path: str | Path) -> _MMHeader:
         raise InputError("header must be '%%MatrixMarket matrix <format> <field> <symmetry>'", path, 1)
     obj, fmt, field, symmetry = (t.lower() for t in banner[1:])
     problem = (
-        f"unsupported object '{obj}' (expected 'matrix')" if obj != "matrix"
-        else f"unknown format '{fmt}'" if fmt not in ("coordinate", "array")
+        f"unsupported object {quote(obj)} (expected 'matrix')" if obj != "matrix"
+        else f"unknown format {quote(fmt)}" if fmt not in ("coordinate", "array")
         else "complex values are not supported" if field == "complex"
-        else f"unknown field '{field}'" if field not in _MM_FIELDS
-        else f"unsupported symmetry '{symmetry}'" if symmetry not in _MM_SYMMETRIES
+        else f"unknown field {quote(field)}" if field not in _MM_FIELDS
+        else f"unsupported symmetry {quote(symmetry)}" if symmetry not in _MM_SYMMETRIES
         else "pattern matrices must use coordinate format" if field == "pattern" and fmt == "array"
         else None
     )
@@ -422,9 +484,9 @@ def _mm_size(text: str, fmt: str, field: str, symmetry: str, path: str | Path, l
     sizes = [parse_int(p) for p in parts]
     for part, size in zip(parts, sizes):
         if size is None or size < 0:
-            raise InputError(f"size line: '{part}' is not a non-negative integer", path, lineno)
+            raise InputError(f"size line: {quote(part)} is not a non-negative integer", path, lineno)
     if max(sizes[:2]) > MAX_INDEX:
-        raise InputError(_too_long(max(sizes[:2]), "dimension"), path, lineno)
+        raise InputError(_too_large(max(sizes[:2]), "dimension"), path, lineno)
     rows, cols = sizes[0], sizes[1]
     if symmetry != "general" and rows != cols:
         raise InputError(f"a {symmetry} matrix must be square, got {rows} x {cols}", path, lineno)
@@ -494,8 +556,8 @@ def _expand(r: np.ndarray, c: np.ndarray, v: np.ndarray, symmetry: str) -> tuple
 def load_matrix_market(path: str | Path) -> sp.csr_matrix | np.ndarray:
     """Load a Matrix Market file: coordinate → CSR float64 (duplicates summed), array → dense float64.
 
-    Parsed strictly here rather than by ``scipy.io.mmread``, whose parser reads
-    ``0x10`` as 0, ``1_0`` as 1 and ignores trailing fields without a word.
+    Parsed strictly here rather than by ``scipy.io.mmread``, whose parser silently
+    reads ``0x10`` as 0 and ``1_0`` as 1 and ignores extra fields on a line.
     """
     matrix = read_matrix_market(read_text(path), path)
     return matrix.tocsr() if sp.issparse(matrix) else matrix
@@ -543,7 +605,7 @@ def load_xy(
             )
         labels = path.with_suffix(".labels") if labels is None else labels
     else:
-        raise InputError(f"unknown data format '{fmt}' (expected 'libsvm' or 'mm')")
+        raise InputError(f"unknown data format {quote(fmt)} (expected 'libsvm' or 'mm')")
     if labels is not None:
         y = load_vector(labels)
     if len(y) != X.shape[0]:

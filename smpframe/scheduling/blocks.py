@@ -122,7 +122,7 @@ def dependency_filter(
     if cand.size == 0 or max_keep <= 0:
         return cand[:0]
     if sp.issparse(X):
-        Xc = sp.csc_matrix(X)[:, cand]
+        Xc = sp.csc_matrix(X)[:, cand]  # no copy when X is already CSC
         gram = (Xc.T @ Xc).tocsr()
         diag = gram.diagonal()
     else:

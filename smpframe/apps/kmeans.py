@@ -1,0 +1,349 @@
+"""K-Means (Lloyd's algorithm) as an SMP program, on CPU (numba) or GPU (cupy) workers.
+
+The model is the ``(k, d)`` centre matrix, held by the scheduler; workers hold row
+fragments of the data (moved to their device once, in ``load``). A round:
+
+* ``schedule`` sends the current centres ``C_t`` (the block is the whole model:
+  ``k x d`` floats);
+* ``push``: each worker labels its rows with the nearest centre and returns, per
+  fragment, the per-centre coordinate sums, member counts and the inertia (sum of
+  squared distances to the nearest centre) of ``C_t``;
+* ``pull`` adds the partials (in fragment order, so the result does not depend on
+  which worker held what) and moves every centre to the mean of its members.
+
+This is exactly scikit-learn's ``KMeans(algorithm="lloyd")`` iteration, so a run
+from the same initial centres gives the same centres and inertia (to float
+summation order), including scikit-learn's handling of empty clusters
+(``empty="relocate"``: an empty cluster takes the point farthest from its centre,
+found in one extra round that only happens when a cluster empties) and its final
+assignment pass (the reported inertia is that of the returned centres).
+
+Stopping (as scikit-learn): after ``iterations`` centre updates, or when the
+squared centre shift ``sum_j ||c_j(t+1) - c_j(t)||^2`` is at most
+``tol * mean_l var(X[:, l])`` (``tol`` is relative to the data's mean feature
+variance), or when the centres stop moving at all. A final round then computes
+the inertia of the returned centres (skipped when they did not move).
+
+Initial centres: greedy k-means++ at the scheduler (on a random sample of
+``init_sample`` rows when the data is larger; seeded by the run's ``--seed``),
+or given: ``init_centers`` (list of lists) or ``init_path`` (a ``.npy`` file).
+"""
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+import numpy as np
+
+from smpframe.apps.kmeans_kernels import (
+    assign_and_accumulate,
+    center_shift,
+    kmeans_plusplus,
+    update_centers,
+)
+from smpframe.errors import InputError
+from smpframe.program import Dataset, Payload, SchedulerContext, SMPProgram, WorkerContext
+
+#: score-matrix cells per chunk of the array (cupy/numpy) path: rows x k
+_CHUNK_CELLS_GPU = 1 << 24
+_CHUNK_CELLS_CPU = 1 << 18
+
+
+# ---- worker-side computations: one copy, any array module --------------------------
+
+def lloyd_partials_array(xp: Any, X: Any, x_sq: Any, centers: Any, chunk_cells: int
+                         ) -> tuple[Any, Any, Any]:
+    """One Lloyd pass over ``X`` with array-module ops (numpy or cupy, on its device).
+
+    Distances by ``||x||^2 - 2 X C^T + ||c||^2`` (a GEMM), labels by argmin (ties
+    to the lower index), sums and counts by ``bincount`` (a scatter-add on GPU).
+    Returns device arrays: sums (k, d), counts (k,) int64, inertia (0-d).
+    """
+    n, d = X.shape
+    k = centers.shape[0]
+    c_sq = (centers * centers).sum(axis=1)
+    sums = xp.zeros(k * d, dtype=xp.float64)
+    counts = xp.zeros(k, dtype=xp.int64)
+    inertia = xp.zeros((), dtype=xp.float64)
+    offsets = xp.arange(d, dtype=xp.int64)
+    step = max(1, chunk_cells // max(k, d))
+    for start in range(0, n, step):
+        Xc = X[start:start + step]
+        scores = Xc @ centers.T
+        scores *= -2.0
+        scores += c_sq
+        labels = scores.argmin(axis=1)
+        best = xp.take_along_axis(scores, labels[:, None], axis=1)[:, 0]
+        inertia += xp.maximum(x_sq[start:start + step] + best, 0.0).sum()
+        counts += xp.bincount(labels, minlength=k)
+        flat = (labels[:, None] * d + offsets).ravel()
+        sums += xp.bincount(flat, weights=Xc.ravel(), minlength=k * d)
+    return sums.reshape(k, d), counts, inertia
+
+
+def farthest_points(xp: Any, X: Any, x_sq: Any, centers: Any, m: int, chunk_cells: int
+                    ) -> tuple[Any, Any, Any]:
+    """The ``m`` rows farthest from their nearest centre: (squared distances, labels, rows)."""
+    n = X.shape[0]
+    k = centers.shape[0]
+    c_sq = (centers * centers).sum(axis=1)
+    dist = xp.empty(n, dtype=xp.float64)
+    labels = xp.empty(n, dtype=xp.int64)
+    step = max(1, chunk_cells // k)
+    for start in range(0, n, step):
+        scores = X[start:start + step] @ centers.T
+        scores *= -2.0
+        scores += c_sq
+        lab = scores.argmin(axis=1)
+        labels[start:start + step] = lab
+        best = xp.take_along_axis(scores, lab[:, None], axis=1)[:, 0]
+        dist[start:start + step] = xp.maximum(x_sq[start:start + step] + best, 0.0)
+    m = min(m, n)
+    idx = xp.argpartition(dist, n - m)[n - m:] if m < n else xp.arange(n)
+    return dist[idx], labels[idx], X[idx]
+
+
+def _warm_up_numba() -> None:
+    """Load the compiled Lloyd kernel (numba cache) before the solve clock starts."""
+    X = np.zeros((2, 1))
+    assign_and_accumulate(X, np.zeros((1, 1)), np.zeros(2))
+
+
+class KMeans(SMPProgram):
+    """K-Means clustering by Lloyd's algorithm (k-means++ init; CPU or GPU workers)."""
+
+    name = "kmeans"
+
+    def __init__(self, k: int = 8, iterations: int = 300, tol: float = 1e-4,
+                 init_centers: list[list[float]] | None = None, init_path: str | None = None,
+                 init_sample: int = 100_000, empty: str = "relocate", kernel: str = "auto",
+                 fmt: str | None = None, synthetic: dict[str, Any] | None = None) -> None:
+        if int(k) < 1:
+            raise InputError(f"--k must be >= 1, got {k}")
+        if int(iterations) < 1:
+            raise InputError(f"--iterations must be >= 1, got {iterations}")
+        if not float(tol) >= 0:
+            raise InputError(f"--tol must be >= 0, got {tol}")
+        if int(init_sample) < 1:
+            raise InputError(f"--init-sample must be >= 1, got {init_sample}")
+        if empty not in ("relocate", "keep"):
+            raise InputError(f"empty must be 'relocate' or 'keep', got {empty!r}")
+        if kernel not in ("auto", "array"):
+            raise InputError(f"kernel must be 'auto' or 'array', got {kernel!r}")
+        if init_centers is not None:
+            init_centers = np.asarray(init_centers, dtype=np.float64).tolist()
+        super().__init__(k=int(k), iterations=int(iterations), tol=float(tol),
+                         init_centers=init_centers, init_path=init_path,
+                         init_sample=int(init_sample), empty=empty, kernel=kernel, fmt=fmt,
+                         synthetic=dict(synthetic or {}))
+
+    # ---- CLI ------------------------------------------------------------------------
+    @classmethod
+    def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("--format", choices=["npy", "csv", "libsvm"],
+                            help="input format (default: by suffix .npy/.csv/.svm)")
+        parser.add_argument("--k", type=int, default=8, help="number of clusters (default 8)")
+        parser.add_argument("--iterations", type=int, default=300,
+                            help="maximum Lloyd iterations (default 300)")
+        parser.add_argument("--tol", type=float, default=1e-4,
+                            help="stop when the summed squared centre shift is at most "
+                                 "tol x mean feature variance (default 1e-4, as scikit-learn)")
+        parser.add_argument("--init", dest="init_path", metavar="PATH",
+                            help="initial centres as a (k, d) .npy file (default k-means++)")
+        parser.add_argument("--init-sample", type=int, default=100_000,
+                            help="run k-means++ on a random sample of this many rows (default 100000)")
+        parser.add_argument("--empty", choices=["relocate", "keep"], default="relocate",
+                            help="empty cluster: move it to the farthest point (scikit-learn) "
+                                 "or keep its centre")
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> "KMeans":
+        check_devices(getattr(args, "devices", None))
+        return cls(k=args.k, iterations=args.iterations, tol=args.tol, init_path=args.init_path,
+                   init_sample=args.init_sample, empty=args.empty, fmt=args.format)
+
+    # ---- scheduler ------------------------------------------------------------------
+    def load_data(self, source: Any) -> Dataset:
+        from smpframe.data.dense import check_dense, load_dense, make_blobs
+
+        if source is None:
+            X, _ = make_blobs(**self.params["synthetic"])
+        elif isinstance(source, (str, bytes)) or hasattr(source, "__fspath__"):
+            X = load_dense(str(source), self.params["fmt"])
+        else:
+            X = check_dense(source)
+        k = self.params["k"]
+        if k > X.shape[0]:
+            raise InputError(f"--k {k} is more than the {X.shape[0]} rows of the data")
+        return Dataset(rows={"X": X}, meta={"n_rows": X.shape[0], "n_features": X.shape[1]},
+                       weights=np.ones(X.shape[0]))
+
+    def init(self, ctx: SchedulerContext) -> None:
+        p = self.params
+        X = ctx.dataset.rows["X"]
+        n, d = X.shape
+        centers = self._initial_centers(X, ctx.rng)
+        ctx.model["centers"] = centers
+        ctx.model["counts"] = np.zeros(p["k"], dtype=np.int64)
+        # sklearn's tolerance: tol times the mean per-feature variance
+        tol_abs = float(np.mean(np.var(X, axis=0))) * p["tol"]
+        ctx.state.update(phase="lloyd", iteration=0, inertia=None, history=[], shift=None,
+                         tol_abs=tol_abs, n_empty=0, relocated=0, converged=False)
+
+    def _initial_centers(self, X: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        p = self.params
+        k, (n, d) = p["k"], X.shape
+        given, where = None, None
+        if p["init_centers"] is not None:
+            given, where = np.asarray(p["init_centers"], dtype=np.float64), "init_centers"
+        elif p["init_path"]:
+            from smpframe.data.dense import load_dense
+            given, where = load_dense(p["init_path"], "npy"), p["init_path"]
+        if given is not None:
+            if given.ndim != 2 or given.shape != (k, d):
+                raise InputError(f"initial centres have shape {given.shape}, expected ({k}, {d}) "
+                                 f"for --k {k} and {d} features", where if where != "init_centers"
+                                 else None)
+            if not np.isfinite(given).all():
+                raise InputError("initial centres contain NaN or Inf",
+                                 where if where != "init_centers" else None)
+            return np.ascontiguousarray(given, dtype=np.float64)
+        sample = X
+        if n > p["init_sample"]:
+            sample = X[np.sort(rng.choice(n, size=p["init_sample"], replace=False))]
+        if k > sample.shape[0]:
+            raise InputError(f"--k {k} is more than the {sample.shape[0]} rows sampled "
+                             "for k-means++ (raise --init-sample)")
+        return kmeans_plusplus(sample, k, rng)
+
+    def schedule(self, ctx: SchedulerContext) -> Payload | None:
+        st = ctx.state
+        if st["phase"] == "relocate":
+            return {"kind": "far", "centers": ctx.model["centers"], "m": int(st["n_empty"])}
+        return {"kind": "lloyd", "centers": ctx.model["centers"]}
+
+    def pull(self, ctx: SchedulerContext, block: Payload, partials: dict[int, Payload]) -> None:
+        st, model = ctx.state, ctx.model
+        if block["kind"] == "far":
+            self._relocate(ctx, block, partials)
+            return None
+        parts = list(partials.values())
+        sums = np.sum([np.asarray(q["sums"], dtype=np.float64) for q in parts], axis=0)
+        counts = np.sum([np.asarray(q["counts"], dtype=np.int64) for q in parts], axis=0)
+        inertia = float(sum(float(q["inertia"]) for q in parts))
+        st["inertia"] = inertia  # of the centres sent in this round
+        st["history"].append(inertia)
+        model["counts"] = counts
+        ctx.report(inertia=inertia, iteration=st["iteration"])
+        if st["phase"] == "final":
+            ctx.stop(converged=bool(st["converged"]))
+            return None
+        empty = int(np.count_nonzero(counts == 0))
+        if empty and self.params["empty"] == "relocate":
+            model["pending_sums"], model["pending_counts"] = sums, counts
+            st.update(phase="relocate", n_empty=empty)
+            return None
+        self._update(ctx, sums, counts)
+        return None
+
+    def _relocate(self, ctx: SchedulerContext, block: Payload, partials: dict[int, Payload]) -> None:
+        """scikit-learn's empty-cluster rule: each empty cluster takes one of the points
+        farthest from their centre, which leaves its old cluster."""
+        st, model = ctx.state, ctx.model
+        sums = np.array(model.pop("pending_sums"), dtype=np.float64)
+        counts = np.array(model.pop("pending_counts"), dtype=np.int64)
+        dist = np.concatenate([np.asarray(q["dist"], dtype=np.float64) for q in partials.values()])
+        labels = np.concatenate([np.asarray(q["labels"], dtype=np.int64) for q in partials.values()])
+        rows = np.concatenate([np.asarray(q["rows"], dtype=np.float64).reshape(-1, sums.shape[1])
+                               for q in partials.values()])
+        empties = np.flatnonzero(counts == 0)
+        order = np.argsort(-dist, kind="stable")[:empties.size]
+        for new, far in zip(empties, order):
+            old = labels[far]
+            sums[old] -= rows[far]
+            counts[old] -= 1
+            sums[new] = rows[far]
+            counts[new] = 1
+        st.update(phase="lloyd", n_empty=0, relocated=int(st["relocated"]) + int(order.size))
+        self._update(ctx, sums, counts)
+
+    def _update(self, ctx: SchedulerContext, sums: np.ndarray, counts: np.ndarray) -> None:
+        st, model = ctx.state, ctx.model
+        old = model["centers"]
+        new = update_centers(sums, counts, old)
+        shift = float(np.sum(center_shift(old, new) ** 2))
+        model["centers"] = new
+        st["iteration"] += 1
+        st["shift"] = shift
+        ctx.report(center_shift=shift)
+        if shift == 0.0:  # nothing moved: the inertia just measured is the final one
+            st["converged"] = True
+            ctx.stop(converged=True)
+        elif shift <= st["tol_abs"] or st["iteration"] >= self.params["iterations"]:
+            st["converged"] = shift <= st["tol_abs"]
+            st["phase"] = "final"  # one more pass: the inertia of the returned centres
+
+    def snapshot(self, ctx: SchedulerContext, fragment: int) -> Payload:
+        return {}  # workers keep no model state: the centres ride on every block
+
+    def result(self, ctx: SchedulerContext) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        st, p = ctx.state, self.params
+        n, d = ctx.dataset.rows["X"].shape
+        summary = {"app": self.name, "k": p["k"], "inertia": st["inertia"],
+                   "iterations": st["iteration"], "center_shift": st["shift"],
+                   "tol_abs": st["tol_abs"], "empty_relocations": st["relocated"],
+                   "n_rows": n, "n_features": d, "inertia_history": list(st["history"])}
+        return summary, {"centers": ctx.model["centers"], "counts": ctx.model["counts"]}
+
+    # ---- worker ---------------------------------------------------------------------
+    def _use_numba(self, wctx: WorkerContext) -> bool:
+        return wctx.xp is np and self.params["kernel"] == "auto"
+
+    def load(self, wctx: WorkerContext, fragment: int, data: Payload, model: Payload) -> None:
+        xp = wctx.xp
+        # to the device once; on CPU a writable copy (arrays off the wire are read-only,
+        # and numba compiles read-only arguments as a separate signature)
+        X = xp.array(data["X"], dtype=xp.float64, order="C")
+        wctx.fragments[fragment] = {"X": X, "x_sq": (X * X).sum(axis=1)}
+        if self._use_numba(wctx) and not wctx.cache.get("warm"):
+            _warm_up_numba()
+            wctx.cache["warm"] = True
+
+    def push(self, wctx: WorkerContext, fragment: int, block: Payload) -> Payload:
+        xp = wctx.xp
+        f = wctx.fragments[fragment]
+        chunk = _CHUNK_CELLS_CPU if xp is np else _CHUNK_CELLS_GPU
+        if block["kind"] == "far":
+            C = xp.asarray(block["centers"], dtype=xp.float64)
+            dist, labels, rows = farthest_points(xp, f["X"], f["x_sq"], C, int(block["m"]), chunk)
+            return {"dist": dist, "labels": labels, "rows": rows}
+        if self._use_numba(wctx):
+            C = np.array(block["centers"], dtype=np.float64, order="C")  # writable, as warmed up
+            sums, counts, inertia = assign_and_accumulate(f["X"], C, f["x_sq"])
+        else:
+            C = xp.asarray(block["centers"], dtype=xp.float64)
+            sums, counts, inertia = lloyd_partials_array(xp, f["X"], f["x_sq"], C, chunk)
+        return {"sums": sums, "counts": counts, "inertia": float(inertia)}
+
+
+def check_devices(devices: str | None) -> None:
+    """Fail fast (one line, before any process starts) when a GPU worker is asked for
+    and this machine cannot run one. Checks without touching the GPU itself (no CUDA
+    context in the scheduler process)."""
+    from smpframe.arrays import parse_device
+
+    for device in (d.strip() for d in (devices or "").split(",") if d.strip()):
+        kind, index = parse_device(device)
+        if kind != "gpu":
+            continue
+        try:
+            import cupy
+        except ImportError:
+            raise InputError(f"--devices {device}: cupy is not installed, so this machine cannot "
+                             "run a GPU worker (pip install 'smpframe[gpu]')") from None
+        try:
+            count = int(cupy.cuda.runtime.getDeviceCount())
+        except Exception as exc:
+            raise InputError(f"--devices {device}: no usable CUDA device ({exc})") from None
+        if index >= count:
+            raise InputError(f"--devices {device}: only {count} GPU(s) present")

@@ -1,0 +1,369 @@
+"""Sparse (L1) logistic regression by scheduled coordinate descent, on the SMP API.
+
+Objective::
+
+    (1/n) sum_i log(1 + exp(-y_i (x_i . beta + beta0))) + lambda ||beta||_1
+
+with labels ``y`` in {-1,+1} ({0,1} is accepted and mapped) and an unpenalised
+intercept ``beta0`` unless ``intercept=False``.
+
+See :class:`LogReg` for the schedule.
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+from scipy.special import entr
+
+from smpframe.apps import logreg_kernels as K
+from smpframe.apps.lasso import add_regression_arguments, load_regression_source
+from smpframe.apps.sparse_ops import csc_parts
+from smpframe.errors import InputError
+from smpframe.program import Dataset, Payload, SchedulerContext, SMPProgram, WorkerContext
+from smpframe.scheduling.blocks import dependency_filter, priority_sample
+
+#: Armijo constant: a step must achieve this fraction of the decrease its model predicts
+SIGMA = 0.01
+#: a step halved below this length is dropped
+MIN_STEP = 1.0 / 1024
+
+
+class LogReg(SMPProgram):
+    """Sparse logistic regression (L1) by scheduled coordinate descent.
+
+    Rows are partitioned across workers; each keeps the margins ``m = X beta + beta0``
+    of its rows and, per row, the loss, its first and second derivatives in ``m``.
+    A round is either
+
+    * a *block* round: the scheduler picks columns B by priority sampling
+      (p ∝ |Δβ_j| + η) and the dependency filter (|cos| < ρ between kept columns),
+      workers return per-column gradient and curvature partials ``sum x dl``,
+      ``sum x^2 w`` (and ``sum x w``, the coupling to the intercept) plus their
+      loss sum; the scheduler takes a soft-thresholded Newton step on every column
+      of B (and a Newton step on the intercept that accounts for the block's
+      step, when that step matters), commits it and broadcasts ``(B, Δβ_B, Δβ0)``; or
+    * a *full* round: workers return those sums for every column and the
+      per-row probabilities; the scheduler computes the relative duality gap (the
+      stop test, ``--tol``) and refreshes every column's priority to the size of
+      the Newton step it would take.
+
+    **Safeguard.** Every round also returns the loss at the current point, so a
+    step committed in one round is checked in the next: it is kept if the
+    objective fell by at least 1% of what the step's quadratic model predicted,
+    else it is halved (a correction is broadcast, the partials computed at the
+    rejected point are dropped) and the curvature is damped for later steps. The
+    accepted objective therefore never rises; the reported model is always an
+    accepted (verified) point.
+
+    **Summary** adds ``accuracy`` (training), ``nnz``, ``duality_gap`` (relative),
+    ``lambda``/``lambda_max``; ``model.npz`` holds ``coef`` and ``intercept``.
+    """
+
+    name = "logreg"
+
+    def __init__(self, lam: float | None = None, lambda_ratio: float = 0.1, tol: float = 1e-6,
+                 intercept: bool = True, block_size: int = 256, rho: float = 0.5,
+                 eta: float = 1e-6, fmt: str | None = None, labels: str | None = None,
+                 synthetic: dict[str, Any] | None = None) -> None:
+        super().__init__(lam=lam, lambda_ratio=lambda_ratio, tol=tol, intercept=intercept,
+                         block_size=block_size, rho=rho, eta=eta, fmt=fmt, labels=labels,
+                         synthetic=synthetic or {})
+
+    # ---- CLI ------------------------------------------------------------------------
+    @classmethod
+    def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
+        add_regression_arguments(parser)
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> "LogReg":
+        return cls(lam=args.lam, tol=args.tol, intercept=not args.no_intercept,
+                   block_size=args.block_size, rho=args.rho, fmt=args.format,
+                   labels=args.labels)
+
+    # ---- scheduler ------------------------------------------------------------------
+    def load_data(self, source: Any) -> Dataset:
+        X, y = load_regression_source(source, self.params, kind="classification")
+        y = check_labels(y, _label_file(source, self.params))
+        return Dataset(rows={"X": X, "y": y}, meta={"n_features": X.shape[1], "n_rows": X.shape[0]})
+
+    def init(self, ctx: SchedulerContext) -> None:
+        p = self.params
+        X = ctx.dataset.rows["X"].tocsc()
+        y = np.asarray(ctx.dataset.rows["y"], dtype=np.float64)
+        n, d = X.shape
+        intercept = bool(p["intercept"])
+        share = float(np.mean(y > 0))
+        b0 = float(np.log(share / (1.0 - share))) if intercept else 0.0
+        z0 = y * b0
+        a0 = 1.0 / (1.0 + np.exp(z0))
+        lam_max = float(np.max(np.abs(X.T @ (y * a0)))) / n if d else 0.0
+        lam = float(p["lam"]) if p["lam"] is not None else float(p["lambda_ratio"]) * lam_max
+        if not lam > 0:
+            raise InputError(f"--lambda must be > 0 (lambda_max for this data is {lam_max:.6g})")
+        ctx.cache = {"X": X, "y": y, "n": n}
+        loss0 = float(np.mean(np.logaddexp(0.0, -z0)))
+        ctx.model.update(coef=np.zeros(d), intercept=np.array([b0]), priority=np.zeros(d),
+                         p_idx=np.zeros(0, np.int64), p_delta=np.zeros(0), p_beta=np.zeros(0),
+                         p_g=np.zeros(0), p_h=np.zeros(0), p_c=np.zeros(0))
+        ctx.state.update(lam=lam, lam_max=lam_max, objective=loss0, need_full=True, epoch_max=0.0,
+                         gap=None, nu=1.0, pending=None, changed=-1, i_prio=0.0, rejected=0)
+        ctx.report(objective=loss0, lam=lam)
+        dependency_filter(np.arange(min(2, d)), X, 0.5, 2)  # load its kernel before the clock
+
+    def schedule(self, ctx: SchedulerContext) -> Payload | None:
+        st, seen = ctx.state, ctx.round
+        if st["need_full"]:
+            return {"kind": "full", "seen": seen}
+        prio = ctx.model["priority"]
+        pool = np.flatnonzero(prio > 0)
+        floor = 0.05 * st["epoch_max"]
+        if pool.size == 0 or prio[pool].max() <= floor:
+            if self.params["intercept"] and st["i_prio"] > floor:
+                return {"kind": "block", "idx": np.zeros(0, np.int64), "seen": seen}
+            st["need_full"] = True
+            return {"kind": "full", "seen": seen}
+        size = int(self.params["block_size"])
+        if pool.size > 2 * size:
+            pick = pool[priority_sample(ctx.rng, prio[pool], float(self.params["eta"]) * st["epoch_max"],
+                                        2 * size)]
+        else:
+            pick = pool[np.argsort(-prio[pool], kind="stable")]
+        block = dependency_filter(pick, ctx.cache["X"], float(self.params["rho"]), size)
+        return {"kind": "block", "idx": np.sort(block).astype(np.int64), "seen": seen}
+
+    def pull(self, ctx: SchedulerContext, block: Payload, partials: dict[int, Payload]) -> Payload | None:
+        st, model = ctx.state, ctx.model
+        if block["seen"] <= st["changed"]:
+            return None  # computed before the last commit (pipelined rounds): redo it
+        n = ctx.cache["n"]
+        loss = float(sum(p["loss"] for p in partials.values()))
+        objective = loss / n + st["lam"] * float(np.abs(model["coef"]).sum())
+        if st["pending"] is not None:
+            if not self._acceptable(ctx, objective):
+                return self._backtrack(ctx)
+            st["nu"] = max(1.0, st["nu"] * (0.5 if st["pending"]["t"] == 1.0 else 1.0))
+            st["pending"] = None
+        st["objective"] = objective
+        if block["kind"] == "full":
+            self._pull_full(ctx, partials, loss)
+            return None
+        return self._pull_block(ctx, block["idx"], partials)
+
+    # ---- the safeguard ----------------------------------------------------------------
+    def _model_change(self, ctx: SchedulerContext, t: float) -> float:
+        """What the pending step's quadratic model predicts the objective does at length t."""
+        m, pend, lam = ctx.model, ctx.state["pending"], ctx.state["lam"]
+        delta, d0 = m["p_delta"], pend["d0"]
+        linear = float(m["p_g"] @ delta) + pend["g0"] * d0
+        quad = float(m["p_h"] @ (delta * delta)) + 2.0 * d0 * float(m["p_c"] @ delta) + pend["h0"] * d0 * d0
+        l1 = float(np.abs(m["p_beta"] + t * delta).sum() - np.abs(m["p_beta"]).sum())
+        return t * linear + 0.5 * t * t * quad + lam * l1
+
+    def _acceptable(self, ctx: SchedulerContext, objective: float) -> bool:
+        pend = ctx.state["pending"]
+        predicted = min(self._model_change(ctx, pend["t"]), 0.0)
+        return objective - pend["F0"] <= SIGMA * predicted + 1e-13 * abs(pend["F0"])
+
+    def _backtrack(self, ctx: SchedulerContext) -> Payload:
+        """Halve the pending step (drop it once too short); damp later steps."""
+        st, m = ctx.state, ctx.model
+        pend = st["pending"]
+        t = pend["t"] / 2.0
+        if t < MIN_STEP:
+            t = 0.0
+        idx = m["p_idx"]
+        new_coef = m["p_beta"] + t * m["p_delta"]
+        d = new_coef - m["coef"][idx]
+        d0 = (t - pend["t"]) * pend["d0"]
+        m["coef"][idx] = new_coef
+        m["intercept"][0] = pend["b0"] + t * pend["d0"]
+        st["nu"] = min(st["nu"] * 2.0, 1e12)
+        st["rejected"] += 1
+        st["changed"] = ctx.round
+        if t == 0.0:
+            st["pending"] = None
+            st["objective"] = pend["F0"]
+            m["priority"][idx] *= 0.5
+        else:
+            pend["t"] = t
+        moved = d != 0.0
+        return {"idx": idx[moved], "d": d[moved], "d0": float(d0)}
+
+    # ---- rounds -----------------------------------------------------------------------
+    def _pull_block(self, ctx: SchedulerContext, idx: np.ndarray, partials: dict[int, Payload]) -> Payload | None:
+        st, model, n = ctx.state, ctx.model, ctx.cache["n"]
+        parts = list(partials.values())
+        g = sum(p["g"] for p in parts) / n
+        h = sum(p["h"] for p in parts) / n
+        c = sum(p["c"] for p in parts) / n
+        g0 = float(sum(p["sdl"] for p in parts)) / n
+        h0 = float(sum(p["sw"] for p in parts)) / n
+        beta = model["coef"][idx]
+        delta = newton_steps(beta, g, st["nu"] * h, st["lam"])
+        d0 = 0.0
+        if self.params["intercept"] and h0 > 0:
+            st["i_prio"] = abs(g0) / h0
+            d0 = -(g0 + float(c @ delta)) / (st["nu"] * h0)
+            if idx.size and abs(d0) <= 0.1 * float(np.abs(delta).max(initial=0.0)):
+                d0 = 0.0
+        model["priority"][idx] = np.abs(delta)
+        if not (d0 != 0.0 or np.any(delta != 0.0)):
+            return None
+        model["p_idx"], model["p_delta"], model["p_beta"] = idx, delta, beta.copy()
+        model["p_g"], model["p_h"], model["p_c"] = g, h, c
+        st["pending"] = {"t": 1.0, "d0": d0, "g0": g0, "h0": h0, "F0": st["objective"],
+                         "b0": float(model["intercept"][0])}
+        if self._model_change(ctx, 1.0) >= 0.0:  # no predicted decrease: nothing worth trying
+            st["pending"] = None
+            return None
+        model["coef"][idx] = beta + delta
+        model["intercept"][0] += d0
+        st["changed"] = ctx.round
+        ctx.report(objective=st["objective"], nnz=int(np.count_nonzero(model["coef"])))
+        moved = delta != 0.0
+        return {"idx": idx[moved], "d": delta[moved], "d0": float(d0)}
+
+    def _pull_full(self, ctx: SchedulerContext, partials: dict[int, Payload], loss: float) -> None:
+        st, model, cache = ctx.state, ctx.model, ctx.cache
+        n, lam, y = cache["n"], st["lam"], cache["y"]
+        parts = list(partials.values())
+        g_raw = sum(p["g"] for p in parts)
+        h = sum(p["h"] for p in parts) / n
+        gp = sum(p["gp"] for p in parts)
+        a = np.concatenate([p["a"] for p in parts])
+        beta = model["coef"]
+        primal = loss / n + lam * float(np.abs(beta).sum())
+        gap = duality_gap(primal, g_raw, gp, a, y, lam, bool(self.params["intercept"]))
+        g = g_raw / n
+        prio = np.abs(newton_steps(beta, g, st["nu"] * h, lam))
+        model["priority"][:] = prio
+        i_prio = 0.0
+        if self.params["intercept"]:
+            h0 = float(sum(p["sw"] for p in parts)) / n
+            i_prio = abs(float(sum(p["sdl"] for p in parts)) / n) / h0 if h0 > 0 else 0.0
+        rel = gap / primal if primal > 0 else 0.0
+        st.update(objective=primal, need_full=False, gap=rel, i_prio=i_prio,
+                  epoch_max=max(float(prio.max(initial=0.0)), i_prio))
+        ctx.report(objective=primal, gap=rel, nnz=int(np.count_nonzero(beta)))
+        if rel <= float(self.params["tol"]) or st["epoch_max"] == 0.0:
+            ctx.stop(converged=True)
+
+    def snapshot(self, ctx: SchedulerContext, fragment: int) -> Payload:
+        return {"coef": ctx.model["coef"], "intercept": ctx.model["intercept"]}
+
+    def result(self, ctx: SchedulerContext) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        st, m = ctx.state, ctx.model
+        coef, b0 = m["coef"].copy(), float(m["intercept"][0])
+        if st["pending"] is not None:  # stopped before the last step was checked: report the last checked point
+            coef[m["p_idx"]] = m["p_beta"]
+            b0 = st["pending"]["b0"]
+        margin = ctx.cache["X"] @ coef + b0
+        accuracy = float(np.mean(np.where(margin > 0, 1.0, -1.0) == ctx.cache["y"]))
+        summary = {"app": self.name, "objective": st["objective"], "duality_gap": st["gap"],
+                   "accuracy": accuracy, "nnz": int(np.count_nonzero(coef)), "lambda": st["lam"],
+                   "lambda_max": st["lam_max"], "intercept": bool(self.params["intercept"]),
+                   "rejected_steps": int(st["rejected"])}
+        return summary, {"coef": coef, "intercept": np.array([b0])}
+
+    # ---- worker ---------------------------------------------------------------------
+    def load(self, wctx: WorkerContext, fragment: int, data: Payload, model: Payload) -> None:
+        X = data["X"].tocsc()
+        X.sort_indices()
+        parts = csc_parts(X)
+        y = np.ascontiguousarray(data["y"], dtype=np.float64)
+        m = np.ascontiguousarray(X @ model["coef"] + float(model["intercept"][0]), dtype=np.float64)
+        n = y.shape[0]
+        f = {"csc": parts, "y": y, "m": m, "loss": np.empty(n), "a": np.empty(n), "dl": np.empty(n),
+             "w": np.empty(n), "mark": np.zeros(n, np.bool_), "touched": np.empty(n, np.int64)}
+        K.warm_up(parts)
+        K.all_rows(m, y, f["loss"], f["a"], f["dl"], f["w"])
+        wctx.fragments[fragment] = f
+
+    def push(self, wctx: WorkerContext, fragment: int, block: Payload) -> Payload:
+        f = wctx.fragments[fragment]
+        out: Payload = {"loss": float(f["loss"].sum()), "sdl": float(f["dl"].sum()),
+                        "sw": float(f["w"].sum())}
+        if block["kind"] == "full":
+            g, h, gp = K.full_sums(*f["csc"], f["dl"], f["w"], f["a"], f["y"])
+            out.update(g=g, h=h, gp=gp, a=f["a"].copy())
+        else:
+            g, h, c = K.block_sums(*f["csc"], np.asarray(block["idx"], np.int64), f["dl"], f["w"])
+            out.update(g=g, h=h, c=c)
+        return out
+
+    def sync(self, wctx: WorkerContext, fragment: int, update: Payload) -> None:
+        f = wctx.fragments[fragment]
+        K.apply_step(*f["csc"], np.asarray(update["idx"], np.int64),
+                     np.asarray(update["d"], np.float64), float(update["d0"]), f["m"], f["y"],
+                     f["loss"], f["a"], f["dl"], f["w"], f["mark"], f["touched"])
+
+
+def newton_steps(beta: np.ndarray, g: np.ndarray, h: np.ndarray, lam: float) -> np.ndarray:
+    """Per coordinate, the step minimising ``g d + h d^2 / 2 + lam |beta + d|`` (0 where h <= 0)."""
+    safe = np.where(h > 0, h, 1.0)
+    z = h * beta - g
+    target = np.sign(z) * np.maximum(np.abs(z) - lam, 0.0) / safe
+    return np.where(h > 0, target - beta, 0.0)
+
+
+def duality_gap(primal: float, g_raw: np.ndarray, gp: np.ndarray, a: np.ndarray, y: np.ndarray,
+                lam: float, intercept: bool) -> float:
+    """Primal minus the dual objective at the dual point built from the residuals.
+
+    With ``a_i = sigmoid(-y_i m_i)`` the dual point is ``u_i = y_i alpha_i / n``,
+    ``alpha = kappa * c_(y_i) * a_i``: ``c_+``, ``c_-`` rescale one class so that
+    ``sum u = 0`` (needed with an unpenalised intercept), ``kappa`` makes
+    ``||X^T u||_inf <= lambda``. The dual objective is ``mean(H(alpha))`` (binary
+    entropy, nats). ``g_raw = X^T dl``; ``gp = X^T (a [y = +1])``.
+    """
+    n = y.shape[0]
+    pos = y > 0
+    if intercept:
+        s_pos, s_neg = float(a[pos].sum()), float(a[~pos].sum())
+        c_pos = min(1.0, s_neg / s_pos) if s_pos > 0 else 1.0
+        c_neg = min(1.0, s_pos / s_neg) if s_neg > 0 else 1.0
+    else:
+        c_pos = c_neg = 1.0
+    gm = g_raw + gp  # X^T (a [y = -1])
+    v = c_pos * gp - c_neg * gm
+    vmax = float(np.abs(v).max(initial=0.0))
+    kappa = min(1.0, n * lam / vmax) if vmax > 0 else 1.0
+    alpha = kappa * np.where(pos, c_pos, c_neg) * a
+    dual = float(np.mean(entr(alpha) + entr(1.0 - alpha)))
+    return max(primal - dual, 0.0)
+
+
+def check_labels(y: np.ndarray, path: str | None = None) -> np.ndarray:
+    """Labels as -1.0/+1.0 from {-1,+1} or {0,1}; anything else is an InputError."""
+    y = np.asarray(y, dtype=np.float64).ravel()
+    values = np.unique(y)
+    if np.isin(values, (-1.0, 1.0)).all():
+        out = y.copy()
+    elif np.isin(values, (0.0, 1.0)).all():
+        out = 2.0 * y - 1.0
+    else:
+        bad = [v for v in values if v not in (-1.0, 0.0, 1.0)] or [values[0]]
+        row = int(np.flatnonzero(y == bad[0])[0]) if not np.isnan(bad[0]) else 0
+        raise InputError(f"labels must be -1/+1 or 0/1; row {row + 1} has {bad[0]:g} "
+                         f"(values seen: {', '.join(f'{v:g}' for v in values[:6])}"
+                         f"{', ...' if len(values) > 6 else ''})", path=path)
+    if np.unique(out).size < 2:
+        raise InputError(f"labels must include both classes; all are {out[0]:+g}", path=path)
+    return out
+
+
+def _label_file(source: Any, params: dict[str, Any]) -> str | None:
+    """The file the labels came from (for error messages), if any."""
+    if params.get("labels"):
+        return str(params["labels"])
+    if isinstance(source, (str, bytes)) or hasattr(source, "__fspath__"):
+        path = Path(str(source))
+        sibling = path.with_suffix(".labels")
+        if (params.get("fmt") == "mm" or path.suffix.lower() in (".mtx", ".mm")) and sibling.is_file():
+            return str(sibling)
+        return str(path)
+    return None

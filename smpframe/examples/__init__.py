@@ -1,0 +1,1 @@
+"""Example SMP programs written only against the public API."""

@@ -1,0 +1,279 @@
+"""The scheduler state machine, driven by hand: no sockets, no clock.
+
+A tiny program makes every mistake visible: each round's partials depend on the
+model the worker has synced, so a lost sync, a lost partial or a partial counted
+twice changes the final value.
+"""
+from __future__ import annotations
+
+from collections import deque
+
+import numpy as np
+import pytest
+
+from smpframe.program import Dataset, SchedulerContext, SMPProgram, WorkerContext
+from smpframe.protocol import Message, decode, encode
+from smpframe.servers.state import SchedulerConfig, SchedulerState
+from smpframe.workers.executor import execute
+
+VALUES = np.arange(1.0, 25.0)
+
+
+class Drift(SMPProgram):
+    """x <- x + (sum(v) * x + n) / 1000, computed from per-fragment partials."""
+
+    name = "drift"
+
+    def load_data(self, source):
+        return Dataset(rows={"v": VALUES})
+
+    def init(self, ctx):
+        ctx.model["x"] = np.array([1.0])
+
+    def schedule(self, ctx):
+        return {"round": ctx.round}
+
+    def pull(self, ctx, block, partials):
+        total = sum(p["s"] for p in partials.values())
+        ctx.model["x"] = ctx.model["x"] + total / 1000.0
+        return {"x": ctx.model["x"]}
+
+    def load(self, wctx, fragment, data, model):
+        wctx.fragments[fragment] = {"v": data["v"], "x": float(model["x"][0])}
+
+    def push(self, wctx, fragment, block):
+        f = wctx.fragments[fragment]
+        return {"s": np.array([f["v"].sum() * f["x"] + f["v"].size])}
+
+    def sync(self, wctx, fragment, update):
+        wctx.fragments[fragment]["x"] = float(update["x"][0])
+
+
+def expected_x(rounds: int) -> float:
+    x = 1.0
+    for _ in range(rounds):
+        x = x + (VALUES.sum() * x + VALUES.size) / 1000.0
+    return x
+
+
+def wire(msg: Message) -> Message:
+    return decode([bytes(f) for f in encode(msg)])
+
+
+class SimCluster:
+    """Routes messages between a SchedulerState and in-process worker executors."""
+
+    def __init__(self, n_fragments=6, **config):
+        self.program = Drift()
+        ds = self.program.load_data(None)
+        self.ctx = SchedulerContext(dataset=ds, bounds=ds.bounds(n_fragments), params={},
+                                    rng=np.random.default_rng(0))
+        self.program.init(self.ctx)
+        self.now = 0.0
+        self.state = SchedulerState(self.program, self.ctx, "run", SchedulerConfig(**config),
+                                    self.now, welcome={"program": "drift", "params": {}})
+        self.inbox: dict[str, deque] = {}
+        self.wctx: dict[str, WorkerContext] = {}
+        self.sent: list[tuple[str, Message]] = []
+
+    def deliver(self, outgoing):
+        for worker, msg in outgoing:
+            self.sent.append((worker, msg))
+            self.inbox.setdefault(worker, deque()).append(wire(msg))
+
+    def join(self, worker):
+        self.deliver(self.state.on_hello(worker, {"device": "cpu"}, self.now))
+
+    def step(self, worker) -> Message | None:
+        """The worker handles its next message; returns its reply (not yet delivered)."""
+        msg = self.inbox[worker].popleft()
+        if msg.type == "WELCOME":
+            self.wctx[worker] = WorkerContext(params={}, meta={})
+            return None
+        if msg.type != "WORK":
+            return None
+        reply = execute(Drift(), self.wctx[worker], msg)
+        if reply is not None:
+            reply.run = "run"
+        return reply
+
+    def reply(self, worker, msg):
+        if msg.type == "RESULT":
+            self.deliver(self.state.on_result(worker, wire(msg), self.now))
+        elif msg.type == "FAILED":
+            self.deliver(self.state.on_failed(worker, msg.body["reason"], self.now))
+
+    def pump(self, worker):
+        """Handle all of a worker's queued messages, replying to each."""
+        while self.inbox.get(worker):
+            out = self.step(worker)
+            if out is not None:
+                self.reply(worker, out)
+
+    def run(self, workers, limit=500):
+        for _ in range(limit):
+            if self.state.finished or not any(self.inbox.get(w) for w in workers):
+                return
+            for w in workers:
+                self.pump(w)
+
+    def types_to(self, worker):
+        return [m.type for w, m in self.sent if w == worker]
+
+
+def test_run_to_max_rounds_gives_the_exact_result():
+    sim = SimCluster(max_rounds=7, min_workers=2)
+    sim.join("a")
+    sim.join("b")
+    sim.run(["a", "b"])
+    assert sim.state.finished and sim.state.error is None
+    assert sim.ctx.round == 7
+    assert sim.ctx.model["x"][0] == pytest.approx(expected_x(7), rel=1e-12)
+    assert sim.types_to("a")[-1] == "STOP" and sim.types_to("b")[-1] == "STOP"
+
+
+def test_waits_for_min_workers_and_for_loads_before_the_first_round():
+    sim = SimCluster(max_rounds=3, min_workers=2)
+    sim.join("a")
+    assert sim.types_to("a") == ["WELCOME"]
+    sim.join("b")
+    first_work = [m for w, m in sim.sent if m.type == "WORK"]
+    assert first_work and all(m.body["tasks"] == [] and m.body["load"] for m in first_work)
+    assert not sim.state.inflight
+
+
+def test_each_fragment_has_exactly_one_owner():
+    sim = SimCluster(max_rounds=2, min_workers=3, n_fragments=7)
+    for w in "abc":
+        sim.join(w)
+    owners = sim.state.owner
+    assert sorted(owners) == list(range(7))
+    held = [f for r in sim.state.workers.values() for f in r.fragments]
+    assert sorted(held) == list(range(7))
+
+
+def test_worker_death_mid_round_redispatches_and_loses_nothing():
+    sim = SimCluster(max_rounds=6, min_workers=2, heartbeat_timeout=5.0)
+    sim.join("a")
+    sim.join("b")
+    sim.run(["a", "b"], limit=3)  # a few rounds go by
+    # round in flight: a answers, b goes silent (kill -9)
+    sim.pump("a")
+    assert sim.state.inflight
+    b_frags = set(sim.state.workers["b"].fragments)
+    sim.now += 6.0
+    sim.state.workers["a"].last_seen = sim.now
+    sim.deliver(sim.state.on_tick(sim.now))
+    assert "b" not in sim.state.workers
+    assert b_frags <= set(sim.state.workers["a"].fragments)
+    sim.run(["a"])
+    assert sim.state.finished and sim.state.error is None
+    assert sim.ctx.model["x"][0] == pytest.approx(expected_x(6), rel=1e-12)
+    assert any(e["event"] == "redispatch" for e in sim.state.events)
+
+
+def test_late_result_from_an_evicted_worker_is_dropped():
+    sim = SimCluster(max_rounds=4, min_workers=2, heartbeat_timeout=5.0)
+    sim.join("a")
+    sim.join("b")
+    sim.run(["a", "b"], limit=2)
+    sim.pump("a")
+    late = None
+    while sim.inbox.get("b"):
+        late = sim.step("b") or late
+    sim.now += 6.0
+    sim.state.workers["a"].last_seen = sim.now
+    sim.deliver(sim.state.on_tick(sim.now))
+    if late is not None:
+        out = sim.state.on_result("b", wire(late), sim.now)
+        assert [m.type for _, m in out] == ["EVICT"]
+    sim.run(["a"])
+    assert sim.ctx.model["x"][0] == pytest.approx(expected_x(4), rel=1e-12)
+
+
+def test_duplicate_and_stale_results_are_ignored():
+    sim = SimCluster(max_rounds=5, min_workers=1)
+    sim.join("a")
+    for _ in range(200):
+        if sim.state.finished:
+            break
+        msg = sim.step("a")
+        if msg is not None:
+            sim.reply("a", msg)
+            if msg.type == "RESULT" and msg.round >= 0:
+                sim.reply("a", msg)  # duplicate
+                stale = Message("RESULT", "run", msg.round - 3, msg.body, msg.arrays)
+                sim.reply("a", stale)
+    assert sim.state.finished
+    assert sim.ctx.model["x"][0] == pytest.approx(expected_x(5), rel=1e-12)
+
+
+def test_nan_partial_evicts_the_worker_and_the_round_is_redone():
+    sim = SimCluster(max_rounds=3, min_workers=2)
+    sim.join("a")
+    sim.join("b")
+    corrupted = False
+    while sim.inbox.get("b") and not corrupted:
+        msg = sim.step("b")
+        if msg is not None and msg.type == "RESULT" and msg.round >= 0:
+            key = next(iter(msg.body["partials"]))
+            msg.arrays[f"{key}/s"] = np.array([np.nan])
+            corrupted = True
+        if msg is not None:
+            sim.reply("b", msg)
+        sim.pump("a")
+    assert corrupted and "b" not in sim.state.workers
+    assert any("faulty" in e.get("reason", "") for e in sim.state.events)
+    sim.run(["a"])
+    assert sim.state.finished
+    assert sim.ctx.model["x"][0] == pytest.approx(expected_x(3), rel=1e-12)
+
+
+def test_pipeline_depth_keeps_rounds_in_flight():
+    sim = SimCluster(max_rounds=10, min_workers=1, pipeline_depth=2)
+    sim.join("a")
+    assert sim.step("a") is None  # WELCOME
+    sim.reply("a", sim.step("a"))  # the load ack starts the rounds
+    assert len(sim.state.inflight) == 3
+    sim.run(["a"])
+    assert sim.state.finished and sim.ctx.round == 10
+
+
+def test_program_failure_on_a_worker_ends_the_run():
+    sim = SimCluster(max_rounds=5, min_workers=1)
+    sim.join("a")
+    sim.deliver(sim.state.on_failed("a", "ValueError: boom", sim.now))
+    assert sim.state.finished and "boom" in sim.state.error
+    assert sim.types_to("a")[-1] == "STOP"
+
+
+def test_losing_every_worker_fails_after_the_start_timeout():
+    sim = SimCluster(max_rounds=5, min_workers=1, heartbeat_timeout=1.0, start_timeout=3.0)
+    sim.join("a")
+    sim.now = 2.0
+    sim.deliver(sim.state.on_tick(sim.now))
+    assert not sim.state.workers and not sim.state.finished
+    sim.now = 6.0
+    sim.deliver(sim.state.on_tick(sim.now))
+    assert sim.state.finished and sim.state.error == "no workers left"
+
+
+def test_evicted_worker_can_rejoin_under_a_new_identity():
+    sim = SimCluster(max_rounds=8, min_workers=1, heartbeat_timeout=1.0, start_timeout=30.0)
+    sim.join("a")
+    sim.now = 2.0
+    sim.deliver(sim.state.on_tick(sim.now))
+    assert [m.type for _, m in sim.state.on_heartbeat("a", sim.now)] == ["EVICT"]
+    assert sim.state.on_heartbeat("never-seen", sim.now) == []
+    sim.join("a2")
+    sim.run(["a2"])
+    assert sim.state.finished and sim.state.error is None
+    assert sim.ctx.model["x"][0] == pytest.approx(expected_x(8), rel=1e-12)
+
+
+def test_commits_ride_on_the_next_work_message():
+    sim = SimCluster(max_rounds=3, min_workers=1)
+    sim.join("a")
+    sim.run(["a"])
+    work = [m for w, m in sim.sent if m.type == "WORK" and m.body["tasks"]]
+    assert [m.body["commits"] for m in work] == [[], [0], [1]]

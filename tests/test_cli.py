@@ -1,0 +1,113 @@
+"""The command line: error paths (one line, exit 2), outputs, and a hand-started cluster."""
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+SMPFRAME = [sys.executable, "-m", "smpframe.cli"]
+TIMEOUT = 120
+
+
+def run_cli(*args: str, timeout: float = TIMEOUT) -> subprocess.CompletedProcess:
+    return subprocess.run([*SMPFRAME, *args], capture_output=True, text=True, timeout=timeout)
+
+
+def one_line_error(proc: subprocess.CompletedProcess) -> str:
+    assert proc.returncode == 2, proc.stderr
+    lines = [l for l in proc.stderr.splitlines() if l.strip()]
+    assert len(lines) == 1, proc.stderr
+    assert "Traceback" not in proc.stderr
+    return lines[0]
+
+
+def test_missing_data_file(tmp_path):
+    line = one_line_error(run_cli("run", "lasso", "--data", str(tmp_path / "nope.svm")))
+    assert "nope.svm" in line
+
+
+def test_malformed_libsvm_line_is_named(tmp_path):
+    bad = tmp_path / "bad.svm"
+    bad.write_text("1 1:0.5 2:1\n-1 3:zz\n")
+    line = one_line_error(run_cli("run", "lasso", "--data", str(bad)))
+    assert "bad.svm:2" in line
+
+
+def test_nan_value_is_refused(tmp_path):
+    bad = tmp_path / "nan.svm"
+    bad.write_text("1 1:0.5\n2 2:nan\n")
+    line = one_line_error(run_cli("run", "lasso", "--data", str(bad)))
+    assert "nan.svm" in line
+
+
+def test_matrix_market_without_labels(tmp_path):
+    mm = tmp_path / "x.mtx"
+    mm.write_text("%%MatrixMarket matrix coordinate real general\n2 2 1\n1 1 1.0\n")
+    line = one_line_error(run_cli("run", "lasso", "--data", str(mm)))
+    assert "x.mtx" in line or "labels" in line
+
+
+def test_bad_option_value():
+    proc = run_cli("run", "lasso", "--workers", "0")
+    assert proc.returncode == 2 and "--workers" in proc.stderr
+
+
+def test_failed_run_writes_nothing(tmp_path):
+    out = tmp_path / "out"
+    proc = run_cli("run", "lasso", "--data", str(tmp_path / "missing.svm"), "--output", str(out))
+    assert proc.returncode == 2
+    assert not (out / "result.json").exists()
+
+
+def test_run_writes_result_model_and_metrics(tmp_path):
+    data = tmp_path / "small.svm"
+    rng = np.random.default_rng(0)
+    with data.open("w") as fh:
+        for i in range(200):
+            cols = sorted(rng.choice(50, 5, replace=False))
+            fh.write(f"{rng.normal():.4f} " + " ".join(f"{c + 1}:{rng.normal():.4f}" for c in cols) + "\n")
+    out = tmp_path / "out"
+    proc = run_cli("run", "lasso", "--data", str(data), "--lambda", "0.01", "--output", str(out),
+                   "--tol", "1e-8")
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads((out / "result.json").read_text())
+    for key in ("app", "objective", "rounds", "seconds", "converged", "nnz", "lambda", "workers"):
+        assert key in result
+    assert result["converged"] and result["lambda"] == 0.01 and result["workers"] == 2
+    with np.load(out / "model.npz") as model:
+        assert model["coef"].shape == (50,) and model["intercept"].shape == (1,)
+    lines = (out / "metrics.jsonl").read_text().splitlines()
+    assert lines and "objective" in json.loads(lines[-1])
+    assert "[lasso]" in proc.stderr  # progress on stderr
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_cluster_started_by_hand(tmp_path):
+    address = f"tcp://127.0.0.1:{free_port()}"
+    out = tmp_path / "out"
+    sched = subprocess.Popen([*SMPFRAME, "scheduler", "lasso", "--bind", address, "--workers", "2",
+                              "--output", str(out), "--quiet"],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    workers = [subprocess.Popen([*SMPFRAME, "worker", "--connect", address, "--log-level", "WARNING"],
+                                stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    try:
+        stdout, stderr = sched.communicate(timeout=TIMEOUT)
+        assert sched.returncode == 0, stderr
+        codes = [w.wait(timeout=30) for w in workers]
+        assert codes == [0, 0]
+        assert json.loads((out / "result.json").read_text())["converged"]
+    finally:
+        for proc in [sched, *workers]:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(timeout=10)

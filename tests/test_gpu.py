@@ -1,0 +1,81 @@
+"""GPU (cupy) workers: the K-Means correctness checks on a GPU worker and on a mixed
+GPU + CPU cluster. Marked ``gpu``; skipped cleanly where ``gpu_available()`` is False.
+The no-GPU tests check that asking for a GPU without one fails fast and clearly."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sklearn.cluster import KMeans as SkKMeans
+
+from smpframe import ClusterOptions, SchedulerConfig, run_local
+from smpframe.apps.kmeans import KMeans, lloyd_partials_array
+from smpframe.arrays import gpu_available
+from smpframe.cli import main
+from smpframe.data.dense import make_blobs
+
+needs_gpu = pytest.mark.skipif(not gpu_available(), reason="no cupy / CUDA device")
+
+
+@pytest.fixture(scope="module")
+def problem():
+    X, _ = make_blobs(n=20_000, d=3, centers=16, seed=7)
+    rng = np.random.default_rng(0)
+    init = X[np.sort(rng.choice(len(X), 16, replace=False))]
+    init[5] = [300.0, 300.0, 300.0]  # empty at first: exercises the relocation round on device
+    sk = SkKMeans(n_clusters=16, init=init, n_init=1, algorithm="lloyd", max_iter=20,
+                  tol=0.0).fit(X)
+    return X, init, sk
+
+
+@pytest.mark.gpu
+@needs_gpu
+def test_device_kernel_matches_numpy():
+    import cupy as cp
+
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(50_001, 5))
+    C = rng.normal(size=(11, 5))
+    x_sq = (X * X).sum(axis=1)
+    sums, counts, inertia = lloyd_partials_array(np, X, x_sq, C, chunk_cells=1 << 16)
+    g_sums, g_counts, g_inertia = lloyd_partials_array(cp, cp.asarray(X), cp.asarray(x_sq),
+                                                       cp.asarray(C), chunk_cells=1 << 16)
+    np.testing.assert_array_equal(cp.asnumpy(g_counts), counts)
+    np.testing.assert_allclose(cp.asnumpy(g_sums), sums, rtol=1e-10, atol=1e-9)
+    assert float(g_inertia) == pytest.approx(float(inertia), rel=1e-10)
+
+
+@pytest.mark.gpu
+@needs_gpu
+@pytest.mark.parametrize("devices", [["gpu:0"], ["gpu:0", "cpu"]])
+def test_kmeans_on_gpu_workers_matches_sklearn(problem, devices):
+    X, init, sk = problem
+    result = run_local(KMeans(k=16, iterations=20, tol=0.0, init_centers=init.tolist()), data=X,
+                       cluster=ClusterOptions(devices=devices), progress=None,
+                       config=SchedulerConfig(time_limit=60.0))
+    assert result.summary["iterations"] == sk.n_iter_
+    assert result.summary["empty_relocations"] >= 1
+    assert result.summary["inertia"] == pytest.approx(sk.inertia_, rel=1e-9)
+    np.testing.assert_allclose(result.model["centers"], sk.cluster_centers_, atol=1e-8)
+    joined = [e["device"] for e in result.events if e["event"] == "joined"]
+    assert sorted(joined) == sorted(devices)
+
+
+def test_array_path_on_cpu_workers_matches_sklearn(problem):
+    """The code GPU workers run (GEMM + argmin + bincount), here on numpy workers."""
+    X, init, sk = problem
+    result = run_local(KMeans(k=16, iterations=20, tol=0.0, init_centers=init.tolist(),
+                              kernel="array"), data=X, cluster=ClusterOptions(n_workers=2),
+                       progress=None, config=SchedulerConfig(time_limit=25.0))
+    assert result.summary["iterations"] == sk.n_iter_
+    assert result.summary["empty_relocations"] >= 1
+    assert result.summary["inertia"] == pytest.approx(sk.inertia_, rel=1e-9)
+    np.testing.assert_allclose(result.model["centers"], sk.cluster_centers_, atol=1e-9)
+
+
+@pytest.mark.skipif(gpu_available(), reason="a GPU is present")
+@pytest.mark.parametrize("devices", ["gpu", "cpu,gpu:0"])
+def test_cli_gpu_without_cupy_is_a_one_line_error(capsys, devices):
+    assert main(["run", "kmeans", "--devices", devices, "--k", "3", "--quiet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and err.startswith("smpframe: error: --devices gpu")
+    assert "cupy" in err or "CUDA" in err
