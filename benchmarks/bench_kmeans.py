@@ -71,7 +71,7 @@ def main() -> int:
         "solve_seconds": solve, "wall_seconds": wall, "solve_all": [r[0] for r in runs],
         "wall_all": [r[1] for r in runs], "inertia": inertia,
         "reported_inertia": result.summary["inertia"], "iterations": result.summary["iterations"]}
-    rows.append([f"smpframe ({args.workers} workers)", solve, wall, inertia,
+    rows.append([f"smpframe ({args.workers} workers)", solve, wall, f"{inertia:.10g}",
                  result.summary["iterations"]])
 
     if "sklearn" not in skip:
@@ -86,7 +86,8 @@ def main() -> int:
         record["methods"]["sklearn"] = {"seconds": best, "all": times, "inertia": inertia,
                                         "reported_inertia": float(sk.inertia_),
                                         "iterations": int(sk.n_iter_), "threads": threads}
-        rows.append([f"scikit-learn lloyd ({threads} threads)", best, best, inertia, int(sk.n_iter_)])
+        rows.append([f"scikit-learn lloyd ({threads} threads)", best, best, f"{inertia:.10g}",
+                     int(sk.n_iter_)])
 
     if "faiss" not in skip:
         import faiss
@@ -104,7 +105,7 @@ def main() -> int:
         inertia = inertia_of(X, km.centroids.astype(np.float64))
         record["methods"]["faiss"] = {"seconds": best, "all": times, "inertia": inertia,
                                       "reported_obj_last": float(km.obj[-1]), "threads": threads}
-        rows.append([f"faiss Kmeans ({threads} threads, float32)", best, best, inertia,
+        rows.append([f"faiss Kmeans ({threads} threads, float32)", best, best, f"{inertia:.10g}",
                      args.iterations])
 
     print(markdown_table(["method", "solve s", "wall s", "inertia", "iterations"], rows))

@@ -16,7 +16,7 @@ from typing import Any, TextIO
 import numpy as np
 import zmq
 
-from smpframe.errors import ClusterError, ProtocolError
+from smpframe.errors import ClusterError, InputError, ProtocolError
 from smpframe.program import SchedulerContext, SMPProgram
 from smpframe.protocol import DEFAULT_MAX_BYTES, Message, decode, encode
 from smpframe.security import SecurityConfig
@@ -56,6 +56,9 @@ class SchedulerServer:
         program.init(self.ctx)
         if options.resume:
             state, model = read_checkpoint(options.resume)
+            if state["program"] != spec or state["params"] != self.ctx.params:
+                raise InputError(f"checkpoint is for {state['program']} with other parameters; "
+                                 "resume with the same app and options", path=options.resume)
             restore(self.ctx, state, model)
             log.info("resumed from round %d", self.ctx.round)
         self.run_id = uuid.uuid4().hex[:12]
@@ -73,12 +76,18 @@ class SchedulerServer:
             self.address = self.socket.getsockopt_string(zmq.LAST_ENDPOINT)
         self.metrics: list[dict[str, Any]] = []
         self.dropped = 0
+        self._stop_reason: str | None = None
+        self.state: SchedulerState | None = None
+
+    def request_stop(self, reason: str = "stopped by request") -> None:
+        """Ask the loop (possibly on another thread) to end the run and stop the workers."""
+        self._stop_reason = reason
 
     def run(self) -> RunResult:
         """Serve until the run finishes; raise ClusterError if it cannot."""
         now = time.monotonic()
-        state = SchedulerState(self.program, self.ctx, self.run_id, self.config, now,
-                               welcome={"program": self.spec, "params": self.ctx.params})
+        self.state = state = SchedulerState(self.program, self.ctx, self.run_id, self.config, now,
+                                            welcome={"program": self.spec, "params": self.ctx.params})
         next_tick = next_report = now
         rounds_at_report, last_report = self.ctx.round, now
         last_checkpoint = (self.ctx.round, now)
@@ -100,6 +109,11 @@ class SchedulerServer:
                     rounds_at_report, last_report = self.ctx.round, now
                     next_report = now + self.options.progress_interval
                 last_checkpoint = self._maybe_checkpoint(last_checkpoint, now)
+                if self._stop_reason is not None:
+                    self._send(state.abort(self._stop_reason, now))
+        except KeyboardInterrupt:
+            self._send(state.abort("interrupted", time.monotonic()))
+            raise
         finally:
             self.socket.close(linger=500)
             if self.authenticator is not None:

@@ -97,6 +97,7 @@ class SchedulerState:
         self.error: str | None = None
         self.events: list[dict[str, Any]] = []
         self.all_lost_at: float | None = None
+        self.failed_workers: set[str] = set()
         self.throughput = ThroughputTracker()
         self._sizes = [float(ctx.dataset.row_weights()[a:b].sum()) for a, b in ctx.bounds]
 
@@ -107,6 +108,9 @@ class SchedulerState:
             return [(worker, self._msg("STOP", body={"reason": "run finished"}))]
         if worker in self.workers or worker in self.evicted:
             return [(worker, self._msg("EVICT", body={"reason": "identity already used"}))]
+        if not _valid_hello(info):
+            log.warning("ignoring malformed HELLO from %r", worker[:40])
+            return []
         self.workers[worker] = WorkerRecord(worker, dict(info), now, cursor=len(self.commits))
         self.all_lost_at = None
         self._event("joined", now, worker=worker, device=info.get("device", "cpu"))
@@ -168,11 +172,24 @@ class SchedulerState:
         return self._advance(now)
 
     def on_failed(self, worker: str, reason: str, now: float) -> Outgoing:
-        """The program raised on a worker: a bug in the program, so the run ends."""
+        """The program raised on a worker.
+
+        The first time, the worker is treated as faulty (evicted, its work redone
+        elsewhere); when a second worker fails too, it is a bug in the program and
+        the run ends with that error.
+        """
         if worker not in self.workers:
             return []
-        self.error = f"worker {worker} failed: {reason}"
         self._event("program_error", now, worker=worker, reason=reason)
+        self.failed_workers.add(worker)
+        if len(self.failed_workers) >= 2 or len(self.workers) == 1:
+            self.error = f"program failed on worker {worker}: {reason}"
+            return self._finish(now)
+        return self._fail_worker(worker, f"program error: {reason}", now)
+
+    def abort(self, reason: str, now: float) -> Outgoing:
+        """End the run now (operator interrupt): nothing in flight is committed."""
+        self.error = reason
         return self._finish(now)
 
     def on_bye(self, worker: str, now: float) -> Outgoing:
@@ -412,6 +429,12 @@ class SchedulerState:
 
     def _event(self, name: str, now: float, **fields: Any) -> None:
         self.events.append({"event": name, "t": round(now - self.started_at, 4), **fields})
+
+
+def _valid_hello(info: Any) -> bool:
+    """A HELLO body names the worker's device, host and pid with the right types."""
+    return (isinstance(info, dict) and isinstance(info.get("device"), str)
+            and isinstance(info.get("host"), str) and isinstance(info.get("pid"), int))
 
 
 def _nonfinite(payload: dict[str, Any]) -> str | None:

@@ -131,7 +131,10 @@ class KMeans(SMPProgram):
         if kernel not in ("auto", "array"):
             raise InputError(f"kernel must be 'auto' or 'array', got {kernel!r}")
         if init_centers is not None:
-            init_centers = np.asarray(init_centers, dtype=np.float64).tolist()
+            try:
+                init_centers = np.asarray(init_centers, dtype=np.float64).tolist()
+            except (TypeError, ValueError):
+                raise InputError("init_centers must be a k x d list of numbers") from None
         super().__init__(k=int(k), iterations=int(iterations), tol=float(tol),
                          init_centers=init_centers, init_path=init_path,
                          init_sample=int(init_sample), empty=empty, kernel=kernel, fmt=fmt,
@@ -149,7 +152,7 @@ class KMeans(SMPProgram):
                             help="stop when the summed squared centre shift is at most "
                                  "tol x mean feature variance (default 1e-4, as scikit-learn)")
         parser.add_argument("--init", dest="init_path", metavar="PATH",
-                            help="initial centres as a (k, d) .npy file (default k-means++)")
+                            help="initial centres: a (k, d) .npy (or .csv) file (default k-means++)")
         parser.add_argument("--init-sample", type=int, default=100_000,
                             help="run k-means++ on a random sample of this many rows (default 100000)")
         parser.add_argument("--empty", choices=["relocate", "keep"], default="relocate",
@@ -181,11 +184,9 @@ class KMeans(SMPProgram):
     def init(self, ctx: SchedulerContext) -> None:
         p = self.params
         X = ctx.dataset.rows["X"]
-        n, d = X.shape
-        centers = self._initial_centers(X, ctx.rng)
-        ctx.model["centers"] = centers
+        ctx.model["centers"] = self._initial_centers(X, ctx.rng)
         ctx.model["counts"] = np.zeros(p["k"], dtype=np.int64)
-        # sklearn's tolerance: tol times the mean per-feature variance
+        # scikit-learn's tolerance: tol times the mean per-feature variance
         tol_abs = float(np.mean(np.var(X, axis=0))) * p["tol"]
         ctx.state.update(phase="lloyd", iteration=0, inertia=None, history=[], shift=None,
                          tol_abs=tol_abs, n_empty=0, relocated=0, converged=False)
@@ -193,20 +194,19 @@ class KMeans(SMPProgram):
     def _initial_centers(self, X: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         p = self.params
         k, (n, d) = p["k"], X.shape
-        given, where = None, None
+        given, path = None, None
         if p["init_centers"] is not None:
-            given, where = np.asarray(p["init_centers"], dtype=np.float64), "init_centers"
+            given = np.asarray(p["init_centers"], dtype=np.float64)
         elif p["init_path"]:
             from smpframe.data.dense import load_dense
-            given, where = load_dense(p["init_path"], "npy"), p["init_path"]
+            path = p["init_path"]
+            given = load_dense(path)  # .npy, or .csv by suffix
         if given is not None:
-            if given.ndim != 2 or given.shape != (k, d):
+            if given.shape != (k, d):
                 raise InputError(f"initial centres have shape {given.shape}, expected ({k}, {d}) "
-                                 f"for --k {k} and {d} features", where if where != "init_centers"
-                                 else None)
+                                 f"for --k {k} and {d} features", path)
             if not np.isfinite(given).all():
-                raise InputError("initial centres contain NaN or Inf",
-                                 where if where != "init_centers" else None)
+                raise InputError("initial centres contain NaN or Inf", path)
             return np.ascontiguousarray(given, dtype=np.float64)
         sample = X
         if n > p["init_sample"]:
@@ -217,6 +217,13 @@ class KMeans(SMPProgram):
         return kmeans_plusplus(sample, k, rng)
 
     def schedule(self, ctx: SchedulerContext) -> Payload | None:
+        # Every Lloyd round needs the centres of the one before, so a round is only
+        # scheduled once the previous one has committed: with --pipeline-depth > 0 the
+        # run stays exact (and synchronous) instead of computing rounds on stale centres.
+        # (cache, not state: rebuilt empty on resume, when nothing is in flight)
+        if ctx.cache.get("scheduled_at", -1) >= ctx.round:
+            return None
+        ctx.cache["scheduled_at"] = ctx.round
         st = ctx.state
         if st["phase"] == "relocate":
             return {"kind": "far", "centers": ctx.model["centers"], "m": int(st["n_empty"])}

@@ -120,6 +120,19 @@ def test_converges_when_centres_stop_moving():
                     tol=0.0).fit(X).n_iter_ == 2
 
 
+def test_one_round_in_flight_at_a_time(blobs):
+    """Lloyd rounds depend on each other: with pipelining the program waits (None)."""
+    program = KMeans(k=4, iterations=5)
+    ds = program.load_data(blobs)
+    ctx = SchedulerContext(dataset=ds, bounds=ds.bounds(2), params=program.get_params(),
+                           rng=np.random.default_rng(0))
+    program.init(ctx)
+    assert program.schedule(ctx)["kind"] == "lloyd"
+    assert program.schedule(ctx) is None
+    ctx.round += 1  # the first round committed
+    assert program.schedule(ctx) is not None
+
+
 def test_kmeans_plusplus_init_is_seeded_and_sampled(blobs):
     def centres(seed, **kw):
         program = KMeans(k=16, **kw)
@@ -145,6 +158,8 @@ def test_bad_parameters_and_init(tmp_path, blobs):
                         (dict(tol=-1.0), "--tol"), (dict(empty="drop"), "empty")]:
         with pytest.raises(InputError, match=message):
             KMeans(**kw)
+    with pytest.raises(InputError, match="init_centers"):
+        KMeans(k=2, init_centers=[[1.0, 2.0], [3.0]])
     with pytest.raises(InputError, match="more than the 4 rows"):
         KMeans(k=5).load_data(np.zeros((4, 2)))
     with pytest.raises(InputError, match=r"shape \(2, 3\), expected \(16, 3\)"):
@@ -162,7 +177,7 @@ def test_cluster_matches_sklearn_from_npy_file(tmp_path, blobs):
     np.save(tmp_path / "init.npy", init)
     result = run_local(KMeans(k=16, iterations=300, tol=1e-4, init_path=str(tmp_path / "init.npy")),
                        data=str(tmp_path / "x.npy"), cluster=ClusterOptions(n_workers=2),
-                       config=config(), progress=None)
+                       config=config(pipeline_depth=1), progress=None)  # stays exact
     sk = sklearn_fit(blobs, init, 300, 1e-4)
     assert result.summary["converged"]
     assert result.summary["iterations"] == sk.n_iter_

@@ -106,6 +106,13 @@ def test_errors(tmp_path, name, content, line, fragment):
         load_ratings(path)
 
 
+def test_tsv_format_detects_empty_fields(tmp_path):
+    path = write(tmp_path, "r.tsv", "1\t2\t3\n1\t\t3\n")
+    assert len(load_ratings(write(tmp_path, "ok.tsv", "1\t2\t3\n"), "tsv")) == 1
+    with pytest.raises(InputError, match=":2: empty field"):
+        load_ratings(path, "tsv")
+
+
 def test_unknown_format(tmp_path):
     with pytest.raises(InputError, match="unknown ratings format 'json'"):
         load_ratings(write(tmp_path, "r.txt", "1 2 3\n"), fmt="json")

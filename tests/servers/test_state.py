@@ -82,7 +82,7 @@ class SimCluster:
             self.inbox.setdefault(worker, deque()).append(wire(msg))
 
     def join(self, worker):
-        self.deliver(self.state.on_hello(worker, {"device": "cpu"}, self.now))
+        self.deliver(self.state.on_hello(worker, {"device": "cpu", "host": "h", "pid": 1}, self.now))
 
     def step(self, worker) -> Message | None:
         """The worker handles its next message; returns its reply (not yet delivered)."""
@@ -239,12 +239,22 @@ def test_pipeline_depth_keeps_rounds_in_flight():
     assert sim.state.finished and sim.ctx.round == 10
 
 
-def test_program_failure_on_a_worker_ends_the_run():
-    sim = SimCluster(max_rounds=5, min_workers=1)
-    sim.join("a")
+def test_program_failure_on_two_workers_ends_the_run():
+    sim = SimCluster(max_rounds=5, min_workers=3)
+    for w in "abc":
+        sim.join(w)
     sim.deliver(sim.state.on_failed("a", "ValueError: boom", sim.now))
+    assert not sim.state.finished and "a" not in sim.state.workers  # first: faulty worker
+    sim.deliver(sim.state.on_failed("b", "ValueError: boom", sim.now))
     assert sim.state.finished and "boom" in sim.state.error
-    assert sim.types_to("a")[-1] == "STOP"
+    assert sim.types_to("c")[-1] == "STOP"
+
+
+def test_malformed_hello_is_ignored():
+    sim = SimCluster(max_rounds=5, min_workers=1)
+    assert sim.state.on_hello("x", {"device": 1}, sim.now) == []
+    assert sim.state.on_hello("y", ["not", "a", "map"], sim.now) == []
+    assert not sim.state.workers
 
 
 def test_losing_every_worker_fails_after_the_start_timeout():

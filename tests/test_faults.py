@@ -1,0 +1,252 @@
+"""Chaos tests: real worker processes killed, stopped, poisoned; scheduler killed and resumed;
+garbage on the wire; unauthenticated peers. Each asserts the final objective and that no
+process is left behind (the autouse fixture in conftest.py checks descendants)."""
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+import msgpack
+import numpy as np
+import pytest
+import zmq
+
+from smpframe import ClusterOptions, SchedulerConfig, run_local
+from smpframe.apps.lasso import Lasso
+from smpframe.data.synthetic import make_regression
+from smpframe.examples.pca import PCA
+from smpframe.launcher import worker_command
+from smpframe.protocol import PROTOCOL_VERSION
+from tests import procs
+from tests.cluster import ThreadedCluster
+from tests.poison import PoisonedLasso
+
+TOL = 1e-9
+SLOW = 3.0  # workers slowed so that a run lasts long enough to be hit mid-round
+SMPFRAME = [sys.executable, "-m", "smpframe.cli"]
+
+
+@pytest.fixture(scope="module")
+def data():
+    X, y, _ = make_regression(n=3000, d=8000, density=0.003, n_informative=60, seed=5)
+    return X, y
+
+
+@pytest.fixture(scope="module")
+def reference(data):
+    result = run_local(Lasso(lam=0.002, tol=TOL), data=data, progress=None)
+    assert result.summary["converged"]
+    return result.summary["objective"]
+
+
+def slow_cluster(n):
+    return ClusterOptions(n_workers=n, slowdowns=[SLOW] * n, heartbeat_interval=0.25,
+                          scheduler_timeout=10.0)
+
+
+def assert_same_objective(result, reference):
+    assert result.summary["converged"]
+    assert abs(result.summary["objective"] - reference) <= 1e-7 * reference
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_random_worker_kills(data, reference, seed):
+    rng = random.Random(seed)
+    with ThreadedCluster(Lasso(lam=0.002, tol=TOL), data, n_workers=3, cluster=slow_cluster(3)) as c:
+        kills = []
+        for victim in rng.sample(range(3), 2):
+            c.wait_for_round(rng.randint(1, 12) + 6 * len(kills))
+            c.procs[victim].kill()
+            kills.append(time.monotonic())
+        result = c.wait()
+    assert_same_objective(result, reference)
+    lost = [e for e in result.events if e["event"] == "worker_lost"]
+    assert len(lost) == 2 and all(e["reason"] == "heartbeat timeout" for e in lost)
+
+
+def test_stopped_worker_is_evicted_and_rejoins():
+    """SIGSTOP past the heartbeat timeout, then SIGCONT: evicted, late messages dropped,
+    rejoins as a fresh worker; the (exact, deterministic) result is unchanged."""
+    A = np.random.default_rng(0).standard_normal((400, 6)) @ np.diag([5.0, 3, 2, 1, 1, 1])
+    program = PCA(k=2, iterations=2500, tol=0.0)
+    expected = run_local(program, data=A, progress=None).model["V"]
+    with ThreadedCluster(program, A, n_workers=3) as c:
+        c.wait_for_round(50)
+        victim = c.procs[1]
+        victim.send_signal(signal.SIGSTOP)
+        time.sleep(2.5)  # longer than the 1.5 s heartbeat timeout
+        victim.send_signal(signal.SIGCONT)
+        deadline = time.monotonic() + 20
+        while sum(e["event"] == "joined" for e in c.server.state.events) < 4:
+            assert not c.server.state.finished, "run ended before the stopped worker rejoined"
+            assert time.monotonic() < deadline, "the resumed worker never rejoined"
+            time.sleep(0.02)
+        result = c.wait()
+    np.testing.assert_allclose(result.model["V"], expected, rtol=0, atol=1e-12)
+    assert [e["reason"] for e in result.events if e["event"] == "worker_lost"] == ["heartbeat timeout"]
+
+
+def test_poisoned_worker_is_treated_as_faulty(data, reference):
+    with ThreadedCluster(PoisonedLasso(lam=0.002, tol=TOL), data, n_workers=2,
+                         config=SchedulerConfig(heartbeat_timeout=1.5, start_timeout=5.0)) as c:
+        env = dict(os.environ, SMPFRAME_TEST_POISON="1")
+        bad = subprocess.Popen(worker_command(c.server.address, scheduler_timeout=5.0), env=env)
+        c.procs.append(bad)
+        result = c.wait()
+    assert_same_objective(result, reference)
+    assert any("non-finite" in e.get("reason", "") for e in result.events)
+
+
+def test_scheduler_kill_and_resume(tmp_path, data, reference):
+    X, y = data
+    svm = tmp_path / "data.svm"
+    from sklearn.datasets import dump_svmlight_file
+    dump_svmlight_file(X, y, str(svm))
+    from smpframe.data.matrix import load_xy
+    X2, y2 = load_xy(str(svm), None, None)
+    ref = run_local(Lasso(lam=0.002, tol=TOL), data=(X2, y2), progress=None).summary["objective"]
+    out = tmp_path / "run"
+    args = ["run", "lasso", "--data", str(svm), "--lambda", "0.002", "--tol", str(TOL),
+            "--output", str(out), "--quiet"]
+    first = subprocess.Popen([*SMPFRAME, *args, "--checkpoint-every", "2", "--slowdowns", "3,3"],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 60
+    while not (out / "checkpoints" / "LATEST").exists():
+        assert first.poll() is None and time.monotonic() < deadline, "no checkpoint written"
+        time.sleep(0.05)
+    workers = procs.children(first.pid)
+    first.kill()
+    first.wait(timeout=10)
+    deadline = time.monotonic() + 15
+    while any(_alive(p) for p in workers):
+        assert time.monotonic() < deadline, "workers outlived their killed scheduler"
+        time.sleep(0.1)
+    assert not (out / "result.json").exists()
+    resumed = subprocess.run([*SMPFRAME, *args, "--resume", str(out)], capture_output=True,
+                             text=True, timeout=120)
+    assert resumed.returncode == 0, resumed.stderr
+    summary = json.loads((out / "result.json").read_text())
+    assert summary["converged"] and abs(summary["objective"] - ref) <= 1e-7 * ref
+
+
+def _alive(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def _free_address():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return f"tcp://127.0.0.1:{s.getsockname()[1]}"
+
+
+def test_workers_exit_when_the_scheduler_dies(tmp_path):
+    address = _free_address()
+    sched = subprocess.Popen([*SMPFRAME, "scheduler", "lasso", "--bind", address, "--workers", "2",
+                              "--tol", "1e-14", "--quiet"], stderr=subprocess.DEVNULL)
+    workers = [subprocess.Popen([*SMPFRAME, "worker", "--connect", address, "--slowdown", "20",
+                                 "--scheduler-timeout", "3", "--heartbeat-interval", "0.2",
+                                 "--log-level", "ERROR"]) for _ in range(2)]
+    try:
+        time.sleep(4.0)  # joined and working
+        assert sched.poll() is None
+        sched.kill()
+        sched.wait(timeout=10)
+        codes = [w.wait(timeout=20) for w in workers]
+        assert codes == [3, 3]
+    finally:
+        for p in [sched, *workers]:
+            if p.poll() is None:
+                p.kill()
+                p.wait(timeout=10)
+
+
+def _garbage(address: str, run_id: str, stop: threading.Event) -> int:
+    """Send every kind of junk to the scheduler port until told to stop; returns messages sent."""
+    ctx = zmq.Context()
+    port = int(address.rsplit(":", 1)[1])
+    sent = 0
+    rng = np.random.default_rng(0)
+    try:
+        dealer = ctx.socket(zmq.DEALER)
+        dealer.setsockopt(zmq.LINGER, 0)
+        dealer.connect(address)
+        req = ctx.socket(zmq.REQ)
+        req.setsockopt(zmq.LINGER, 0)
+        req.connect(address)
+        req.send(b"hello?")
+        head = lambda **kw: msgpack.packb({"v": PROTOCOL_VERSION, "t": "RESULT", "run": run_id,
+                                          "r": 0, "b": {}, "a": [], **kw})
+        junk = [
+            [rng.bytes(int(rng.integers(1, 200)))],
+            [head(v=999)],
+            [head(a=[["x", "<f8", [2**40, 2**40]]]), b""],
+            [head(a=[["x", "<f8", [10]]]), b"\x00" * 3],
+            [head(t="HELLO", b={"device": 1})],
+            [head(b={"partials": {"0": {}}}, r=1)],
+            [head(t="FAILED", b={"reason": "forged"})],
+            [b""],
+        ]
+        while not stop.is_set():
+            dealer.send_multipart(junk[sent % len(junk)])
+            sent += 1
+            with socket.create_connection(("127.0.0.1", port), timeout=2) as raw:
+                raw.sendall(rng.bytes(64))
+            time.sleep(0.01)
+    finally:
+        ctx.destroy(linger=0)
+    return sent
+
+
+def test_garbage_on_the_wire_does_not_stop_the_job(data, reference):
+    with ThreadedCluster(Lasso(lam=0.002, tol=TOL), data, n_workers=2, cluster=slow_cluster(2)) as c:
+        stop = threading.Event()
+        counter = {}
+        sender = threading.Thread(target=lambda: counter.update(n=_garbage(c.server.address,
+                                                                           c.server.run_id, stop)))
+        sender.start()
+        try:
+            result = c.wait()
+        finally:
+            stop.set()
+            sender.join(10)
+    assert counter.get("n", 0) > 10
+    assert_same_objective(result, reference)
+    assert result.summary["dropped_messages"] > 0
+
+
+def test_unauthenticated_workers_cannot_join(tmp_path, data, reference):
+    from smpframe.security import SecurityConfig, generate_keys
+    generate_keys(str(tmp_path / "keys"), ["scheduler", "worker0"])
+    generate_keys(str(tmp_path / "rogue"), ["scheduler", "intruder"])
+    keys = tmp_path / "keys"
+    security = SecurityConfig(secret_file=str(keys / "scheduler.key_secret"),
+                              allow_dir=str(keys / "allowed"))
+    good = ["--curve-secret", str(keys / "worker0.key_secret"),
+            "--curve-server", str(keys / "scheduler.key")]
+    cluster = ClusterOptions(n_workers=1, heartbeat_interval=0.25, scheduler_timeout=10.0,
+                             extra_worker_args=good)
+    with ThreadedCluster(Lasso(lam=0.002, tol=TOL), data, n_workers=1, cluster=cluster,
+                         bind="tcp://127.0.0.1:0", security=security) as c:
+        address = c.server.address
+        rogue_key = ["--curve-secret", str(tmp_path / "rogue" / "intruder.key_secret"),
+                     "--curve-server", str(keys / "scheduler.key")]
+        rogues = [subprocess.Popen(worker_command(address, scheduler_timeout=3.0, extra=extra))
+                  for extra in ([], rogue_key)]
+        c.procs += rogues
+        result = c.wait()
+        codes = [r.wait(timeout=20) for r in rogues]
+    assert_same_objective(result, reference)
+    assert codes == [3, 3], "rogue workers never got a WELCOME and gave up"
+    joins = [e for e in result.events if e["event"] == "joined"]
+    assert len(joins) == 1
