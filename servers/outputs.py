@@ -27,6 +27,7 @@ class RunResult:
     model: dict[str, np.ndarray]
     metrics: list[dict[str, Any]] = field(default_factory=list)
     events: list[dict[str, Any]] = field(default_factory=list)
+    files: dict[str, str | bytes] = field(default_factory=dict)
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -54,6 +55,10 @@ def _npz_bytes(arrays: dict[str, Any]) -> bytes:
 def write_result(folder: str | Path, result: RunResult) -> None:
     """result.json, model.npz and metrics.jsonl into ``folder``."""
     out = Path(folder)
+    for name, content in result.files.items():
+        if Path(name).name != name:
+            raise ValueError(f"output file name {name!r} must be a plain file name")
+        atomic_write_bytes(out / name, content.encode() if isinstance(content, str) else content)
     atomic_write_bytes(out / "model.npz", _npz_bytes(result.model))
     lines = "".join(json.dumps(m) + "\n" for m in result.metrics)
     atomic_write_bytes(out / "metrics.jsonl", lines.encode())

@@ -125,8 +125,10 @@ class SchedulerServer:
         summary, model = self.program.result(self.ctx)
         summary.update(rounds=self.ctx.round, seconds=round(self.ctx.elapsed, 4),
                        converged=bool(self.ctx.converged), workers=self.config.min_workers,
-                       fragments=self.ctx.n_fragments, dropped_messages=self.dropped)
-        return RunResult(summary, model, self.metrics, state.events)
+                       fragments=self.ctx.n_fragments, dropped_messages=self.dropped,
+                       worker_peak_mb=max(state.peak_mb.values(), default=None))
+        return RunResult(summary, model, self.metrics, state.events,
+                         self.program.extra_outputs(self.ctx))
 
     # ---- internals ------------------------------------------------------------------
     def _handle(self, state: SchedulerState, frames: list[Any], now: float):

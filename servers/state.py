@@ -98,6 +98,7 @@ class SchedulerState:
         self.events: list[dict[str, Any]] = []
         self.all_lost_at: float | None = None
         self.failed_workers: set[str] = set()
+        self.peak_mb: dict[str, float] = {}  # peak resident memory each worker reported
         self.throughput = ThroughputTracker()
         self._sizes = [float(ctx.dataset.row_weights()[a:b].sum()) for a, b in ctx.bounds]
 
@@ -165,6 +166,9 @@ class SchedulerState:
         for frag, payload in accepted.items():
             rnd.pending.discard(frag)
             rnd.partials[frag] = payload
+        peak = msg.body.get("peak_mb")
+        if isinstance(peak, (int, float)):
+            self.peak_mb[worker] = max(self.peak_mb.get(worker, 0.0), float(peak))
         seconds = float(msg.body.get("seconds", 0.0))
         work = sum(self._sizes[f] for f in accepted)
         if accepted and seconds > 0:

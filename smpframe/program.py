@@ -220,6 +220,10 @@ class SMPProgram:
         """Final summary (JSON-able) and model arrays written to ``model.npz``."""
         return dict(ctx.metrics), dict(ctx.model)
 
+    def extra_outputs(self, ctx: SchedulerContext) -> dict[str, str | bytes]:
+        """Additional files for ``--output`` (name -> content), e.g. a topics listing."""
+        return {}
+
     # ---- worker side ----------------------------------------------------------------
     def load(self, wctx: WorkerContext, fragment: int, data: Payload, model: Payload) -> None:
         """*Required.* Build ``wctx.fragments[fragment]`` from its rows and the model."""

@@ -5,6 +5,7 @@ held), drops, loads (built from a snapshot taken at the same commit), then tasks
 """
 from __future__ import annotations
 
+import resource
 import time
 import traceback
 from typing import Any
@@ -46,5 +47,10 @@ def execute(program: SMPProgram, wctx: WorkerContext, msg: Message,
         return Message("FAILED", round=msg.round, body={
             "reason": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc()})
     head, arrays = pack_payloads(partials)
-    return Message("RESULT", round=msg.round, body={"partials": head, "seconds": seconds},
-                   arrays=arrays)
+    return Message("RESULT", round=msg.round, body={"partials": head, "seconds": seconds,
+                                                    "peak_mb": peak_memory_mb()}, arrays=arrays)
+
+
+def peak_memory_mb() -> float:
+    """This process's peak resident memory (Linux ru_maxrss is in KiB)."""
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0, 1)

@@ -110,7 +110,8 @@ class LogReg(SMPProgram):
                          p_idx=np.zeros(0, np.int64), p_delta=np.zeros(0), p_beta=np.zeros(0),
                          p_g=np.zeros(0), p_h=np.zeros(0), p_c=np.zeros(0))
         ctx.state.update(lam=lam, lam_max=lam_max, objective=loss0, need_full=True, epoch_max=0.0,
-                         gap=None, nu=1.0, pending=None, changed=-1, i_prio=0.0, rejected=0)
+                         gap=None, nu=1.0, pending=None, changed=-1, i_prio=0.0, rejected=0,
+                         since_full=0)
         ctx.report(objective=loss0, lam=lam)
         dependency_filter(np.arange(min(2, d)), X, 0.5, 2)  # load its kernel before the clock
 
@@ -121,12 +122,16 @@ class LogReg(SMPProgram):
         prio = ctx.model["priority"]
         pool = np.flatnonzero(prio > 0)
         floor = 0.05 * st["epoch_max"]
+        size = int(self.params["block_size"])
+        st["since_full"] += 1
+        if st["since_full"] > max(10, 3 * -(-pool.size // size)):
+            st["need_full"] = True  # an epoch's worth of blocks: time to re-rank every column
+            return {"kind": "full", "seen": seen}
         if pool.size == 0 or prio[pool].max() <= floor:
             if self.params["intercept"] and st["i_prio"] > floor:
                 return {"kind": "block", "idx": np.zeros(0, np.int64), "seen": seen}
             st["need_full"] = True
             return {"kind": "full", "seen": seen}
-        size = int(self.params["block_size"])
         if pool.size > 2 * size:
             pick = pool[priority_sample(ctx.rng, prio[pool], float(self.params["eta"]) * st["epoch_max"],
                                         2 * size)]
@@ -145,7 +150,8 @@ class LogReg(SMPProgram):
         if st["pending"] is not None:
             if not self._acceptable(ctx, objective):
                 return self._backtrack(ctx)
-            st["nu"] = max(1.0, st["nu"] * (0.5 if st["pending"]["t"] == 1.0 else 1.0))
+            if st["pending"]["t"] == 1.0:
+                st["nu"] = max(1.0, st["nu"] * 0.8)
             st["pending"] = None
         st["objective"] = objective
         if block["kind"] == "full":
@@ -198,7 +204,7 @@ class LogReg(SMPProgram):
         st, model, n = ctx.state, ctx.model, ctx.cache["n"]
         parts = list(partials.values())
         g = sum(p["g"] for p in parts) / n
-        h = sum(p["h"] for p in parts) / n
+        h = sum(p["s"] for p in parts) / n  # safe (Gershgorin) curvature of the block
         c = sum(p["c"] for p in parts) / n
         g0 = float(sum(p["sdl"] for p in parts)) / n
         h0 = float(sum(p["sw"] for p in parts)) / n
@@ -246,7 +252,7 @@ class LogReg(SMPProgram):
             h0 = float(sum(p["sw"] for p in parts)) / n
             i_prio = abs(float(sum(p["sdl"] for p in parts)) / n) / h0 if h0 > 0 else 0.0
         rel = gap / primal if primal > 0 else 0.0
-        st.update(objective=primal, need_full=False, gap=rel, i_prio=i_prio,
+        st.update(objective=primal, need_full=False, gap=rel, i_prio=i_prio, since_full=0,
                   epoch_max=max(float(prio.max(initial=0.0)), i_prio))
         ctx.report(objective=primal, gap=rel, nnz=int(np.count_nonzero(beta)))
         if rel <= float(self.params["tol"]) or st["epoch_max"] == 0.0:
@@ -278,7 +284,7 @@ class LogReg(SMPProgram):
         m = np.ascontiguousarray(X @ model["coef"] + float(model["intercept"][0]), dtype=np.float64)
         n = y.shape[0]
         f = {"csc": parts, "y": y, "m": m, "loss": np.empty(n), "a": np.empty(n), "dl": np.empty(n),
-             "w": np.empty(n), "mark": np.zeros(n, np.bool_), "touched": np.empty(n, np.int64)}
+             "w": np.empty(n), "mark": np.zeros(n, np.bool_), "mass": np.zeros(n), "touched": np.empty(n, np.int64)}
         K.warm_up(parts)
         K.all_rows(m, y, f["loss"], f["a"], f["dl"], f["w"])
         wctx.fragments[fragment] = f
@@ -291,8 +297,9 @@ class LogReg(SMPProgram):
             g, h, gp = K.full_sums(*f["csc"], f["dl"], f["w"], f["a"], f["y"])
             out.update(g=g, h=h, gp=gp, a=f["a"].copy())
         else:
-            g, h, c = K.block_sums(*f["csc"], np.asarray(block["idx"], np.int64), f["dl"], f["w"])
-            out.update(g=g, h=h, c=c)
+            g, h, c, s = K.block_sums(*f["csc"], np.asarray(block["idx"], np.int64), f["dl"], f["w"],
+                                      f["mass"])
+            out.update(g=g, h=h, c=c, s=s)
         return out
 
     def sync(self, wctx: WorkerContext, fragment: int, update: Payload) -> None:
