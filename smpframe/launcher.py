@@ -11,6 +11,8 @@ import os
 import signal
 import subprocess
 import sys
+import threading
+import time
 from dataclasses import dataclass, field
 from typing import Any, Sequence, TextIO
 
@@ -117,3 +119,60 @@ def run_local(program: SMPProgram, data: Any = None, cluster: ClusterOptions | N
         write_result(output, result)
         dump_events(os.path.join(output, "events.jsonl"), result.events)
     return result
+
+
+class LocalCluster:
+    """A local cluster running in the background: the scheduler loop on a thread.
+
+    ``with LocalCluster(program, data, n_workers=3) as c: ...; result = c.wait()``.
+    Unlike :func:`run_local`, the caller keeps control during the run: it can watch
+    ``c.server.ctx``/``c.server.state`` and signal or kill the worker processes in
+    ``c.procs`` (chaos tests, demos, notebooks).
+    """
+
+    def __init__(self, program: SMPProgram, data: Any = None, n_workers: int = 2,
+                 timeout: float | None = None, config: SchedulerConfig | None = None,
+                 cluster: ClusterOptions | None = None, **server_options: Any) -> None:
+        self.config = config or SchedulerConfig()
+        self.config.min_workers = n_workers
+        self.cluster = cluster or ClusterOptions(n_workers=n_workers)
+        options = ServerOptions(progress=None, **server_options)
+        self.server = SchedulerServer(program, program_spec(type(program)), data, self.config, options)
+        self.timeout = timeout
+        self.result: RunResult | None = None
+        self.error: BaseException | None = None
+        self.procs: list[subprocess.Popen] = []
+
+    def __enter__(self) -> "LocalCluster":
+        self.procs = start_workers(self.server.address, self.cluster)
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+        return self
+
+    def _serve(self) -> None:
+        try:
+            self.result = self.server.run()
+        except BaseException as exc:  # surfaced by wait()
+            self.error = exc
+
+    def wait_for_round(self, n: int, timeout: float = 30.0) -> None:
+        """Block until the scheduler has committed ``n`` rounds."""
+        deadline = time.monotonic() + timeout
+        while self.server.ctx.round < n:
+            if time.monotonic() > deadline or not self.thread.is_alive():
+                raise AssertionError(f"round {n} not reached (at {self.server.ctx.round})")
+            time.sleep(0.005)
+
+    def wait(self) -> RunResult:
+        """Join the run; re-raise its error, if any."""
+        self.thread.join(self.timeout)
+        assert not self.thread.is_alive(), "scheduler did not finish in time"
+        if self.error is not None:
+            raise self.error
+        return self.result
+
+    def __exit__(self, *exc) -> None:
+        if self.thread.is_alive():
+            self.server.request_stop("test ended")
+            self.thread.join(10)
+        stop_workers(self.procs)

@@ -25,7 +25,7 @@ from smpframe.examples.pca import PCA
 from smpframe.launcher import worker_command
 from smpframe.protocol import PROTOCOL_VERSION
 from tests import procs
-from tests.cluster import ThreadedCluster
+from smpframe.launcher import LocalCluster
 from tests.poison import PoisonedLasso
 
 TOL = 1e-9
@@ -46,9 +46,16 @@ def reference(data):
     return result.summary["objective"]
 
 
-def slow_cluster(n):
-    return ClusterOptions(n_workers=n, slowdowns=[SLOW] * n, heartbeat_interval=0.25,
+def slow_cluster(n, slowdown=SLOW):
+    return ClusterOptions(n_workers=n, slowdowns=[slowdown] * n, heartbeat_interval=0.25,
                           scheduler_timeout=10.0)
+
+
+def chaos(program, data, n_workers, cluster=None, config=None, **options):
+    """A background cluster with fast failure detection (1.5 s heartbeat timeout)."""
+    return LocalCluster(program, data, n_workers=n_workers, timeout=50.0,
+                        config=config or SchedulerConfig(heartbeat_timeout=1.5),
+                        cluster=cluster or slow_cluster(n_workers, 1.0), **options)
 
 
 def assert_same_objective(result, reference):
@@ -59,7 +66,7 @@ def assert_same_objective(result, reference):
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_random_worker_kills(data, reference, seed):
     rng = random.Random(seed)
-    with ThreadedCluster(Lasso(lam=0.002, tol=TOL), data, n_workers=3, cluster=slow_cluster(3)) as c:
+    with chaos(Lasso(lam=0.002, tol=TOL), data, n_workers=3, cluster=slow_cluster(3)) as c:
         kills = []
         for victim in rng.sample(range(3), 2):
             c.wait_for_round(rng.randint(1, 12) + 6 * len(kills))
@@ -77,7 +84,7 @@ def test_stopped_worker_is_evicted_and_rejoins():
     A = np.random.default_rng(0).standard_normal((400, 6)) @ np.diag([5.0, 3, 2, 1, 1, 1])
     program = PCA(k=2, iterations=2500, tol=0.0)
     expected = run_local(program, data=A, progress=None).model["V"]
-    with ThreadedCluster(program, A, n_workers=3) as c:
+    with chaos(program, A, n_workers=3) as c:
         c.wait_for_round(50)
         victim = c.procs[1]
         victim.send_signal(signal.SIGSTOP)
@@ -94,7 +101,7 @@ def test_stopped_worker_is_evicted_and_rejoins():
 
 
 def test_poisoned_worker_is_treated_as_faulty(data, reference):
-    with ThreadedCluster(PoisonedLasso(lam=0.002, tol=TOL), data, n_workers=2,
+    with chaos(PoisonedLasso(lam=0.002, tol=TOL), data, n_workers=2,
                          config=SchedulerConfig(heartbeat_timeout=1.5, start_timeout=5.0)) as c:
         env = dict(os.environ, SMPFRAME_TEST_POISON="1")
         bad = subprocess.Popen(worker_command(c.server.address, scheduler_timeout=5.0), env=env)
@@ -171,11 +178,10 @@ def test_workers_exit_when_the_scheduler_dies(tmp_path):
                 p.wait(timeout=10)
 
 
-def _garbage(address: str, run_id: str, stop: threading.Event) -> int:
-    """Send every kind of junk to the scheduler port until told to stop; returns messages sent."""
+def _garbage(address: str, run_id: str, stop: threading.Event, sent: list) -> None:
+    """Send every kind of junk to the scheduler port until told to stop, counting in ``sent``."""
     ctx = zmq.Context()
     port = int(address.rsplit(":", 1)[1])
-    sent = 0
     rng = np.random.default_rng(0)
     try:
         dealer = ctx.socket(zmq.DEALER)
@@ -198,29 +204,29 @@ def _garbage(address: str, run_id: str, stop: threading.Event) -> int:
             [b""],
         ]
         while not stop.is_set():
-            dealer.send_multipart(junk[sent % len(junk)])
-            sent += 1
-            with socket.create_connection(("127.0.0.1", port), timeout=2) as raw:
-                raw.sendall(rng.bytes(64))
+            dealer.send_multipart(junk[len(sent) % len(junk)], flags=zmq.NOBLOCK)
+            sent.append(1)
+            try:  # raw bytes that are not even ZMTP; refused once the run has ended
+                with socket.create_connection(("127.0.0.1", port), timeout=2) as raw:
+                    raw.sendall(rng.bytes(64))
+            except OSError:
+                pass
             time.sleep(0.01)
     finally:
         ctx.destroy(linger=0)
-    return sent
 
 
 def test_garbage_on_the_wire_does_not_stop_the_job(data, reference):
-    with ThreadedCluster(Lasso(lam=0.002, tol=TOL), data, n_workers=2, cluster=slow_cluster(2)) as c:
-        stop = threading.Event()
-        counter = {}
-        sender = threading.Thread(target=lambda: counter.update(n=_garbage(c.server.address,
-                                                                           c.server.run_id, stop)))
+    with chaos(Lasso(lam=0.002, tol=TOL), data, n_workers=2, cluster=slow_cluster(2)) as c:
+        stop, sent = threading.Event(), []
+        sender = threading.Thread(target=_garbage, args=(c.server.address, c.server.run_id, stop, sent))
         sender.start()
         try:
             result = c.wait()
         finally:
             stop.set()
             sender.join(10)
-    assert counter.get("n", 0) > 10
+    assert len(sent) > 10, f"only {len(sent)} junk messages were sent"
     assert_same_objective(result, reference)
     assert result.summary["dropped_messages"] > 0
 
@@ -236,7 +242,7 @@ def test_unauthenticated_workers_cannot_join(tmp_path, data, reference):
             "--curve-server", str(keys / "scheduler.key")]
     cluster = ClusterOptions(n_workers=1, heartbeat_interval=0.25, scheduler_timeout=10.0,
                              extra_worker_args=good)
-    with ThreadedCluster(Lasso(lam=0.002, tol=TOL), data, n_workers=1, cluster=cluster,
+    with chaos(Lasso(lam=0.002, tol=TOL), data, n_workers=1, cluster=cluster,
                          bind="tcp://127.0.0.1:0", security=security) as c:
         address = c.server.address
         rogue_key = ["--curve-secret", str(tmp_path / "rogue" / "intruder.key_secret"),

@@ -30,6 +30,8 @@ from smpframe.scheduling.blocks import dependency_filter, priority_sample
 SIGMA = 0.01
 #: a step halved below this length is dropped
 MIN_STEP = 1.0 / 1024
+#: rows sampled to estimate column correlations for the dependency filter
+FILTER_ROWS = 4096
 
 
 class LogReg(SMPProgram):
@@ -104,20 +106,26 @@ class LogReg(SMPProgram):
         lam = float(p["lam"]) if p["lam"] is not None else float(p["lambda_ratio"]) * lam_max
         if not lam > 0:
             raise InputError(f"--lambda must be > 0 (lambda_max for this data is {lam_max:.6g})")
-        ctx.cache = {"X": X, "y": y, "n": n}
+        # the dependency filter estimates column correlations on a row sample: its cost
+        # then stays small even for the dense (frequent-word) columns of text data
+        rows = np.sort(ctx.rng.choice(n, size=FILTER_ROWS, replace=False)) if n > FILTER_ROWS else None
+        X.sort_indices()
+        ctx.cache = {"X": X, "y": y, "n": n, "X_filter": X if rows is None else X[rows].tocsc(),
+                     "csc": csc_parts(X)}
         loss0 = float(np.mean(np.logaddexp(0.0, -z0)))
         ctx.model.update(coef=np.zeros(d), intercept=np.array([b0]), priority=np.zeros(d),
                          p_idx=np.zeros(0, np.int64), p_delta=np.zeros(0), p_beta=np.zeros(0),
-                         p_g=np.zeros(0), p_h=np.zeros(0), p_c=np.zeros(0))
+                         p_g=np.zeros(0))
         ctx.state.update(lam=lam, lam_max=lam_max, objective=loss0, need_full=True, epoch_max=0.0,
                          gap=None, nu=1.0, pending=None, changed=-1, i_prio=0.0, rejected=0,
                          since_full=0)
         ctx.report(objective=loss0, lam=lam)
-        dependency_filter(np.arange(min(2, d)), X, 0.5, 2)  # load its kernel before the clock
+        dependency_filter(np.arange(min(2, d)), X, 0.5, 2)  # load kernels before the clock
+        K.warm_up_scheduler()
 
     def schedule(self, ctx: SchedulerContext) -> Payload | None:
         st, seen = ctx.state, ctx.round
-        if st["need_full"]:
+        if st["need_full"] or "w" not in ctx.cache:  # (no weights yet after a resume)
             return {"kind": "full", "seen": seen}
         prio = ctx.model["priority"]
         pool = np.flatnonzero(prio > 0)
@@ -137,7 +145,7 @@ class LogReg(SMPProgram):
                                         2 * size)]
         else:
             pick = pool[np.argsort(-prio[pool], kind="stable")]
-        block = dependency_filter(pick, ctx.cache["X"], float(self.params["rho"]), size)
+        block = dependency_filter(pick, ctx.cache["X_filter"], float(self.params["rho"]), size)
         return {"kind": "block", "idx": np.sort(block).astype(np.int64), "seen": seen}
 
     def pull(self, ctx: SchedulerContext, block: Payload, partials: dict[int, Payload]) -> Payload | None:
@@ -161,13 +169,15 @@ class LogReg(SMPProgram):
 
     # ---- the safeguard ----------------------------------------------------------------
     def _model_change(self, ctx: SchedulerContext, t: float) -> float:
-        """What the pending step's quadratic model predicts the objective does at length t."""
+        """What the pending step's quadratic model predicts the objective does at length t.
+
+        The first-order and L1 parts are summed per coordinate first, so the
+        prediction stays accurate for the tiny steps near the optimum.
+        """
         m, pend, lam = ctx.model, ctx.state["pending"], ctx.state["lam"]
-        delta, d0 = m["p_delta"], pend["d0"]
-        linear = float(m["p_g"] @ delta) + pend["g0"] * d0
-        quad = float(m["p_h"] @ (delta * delta)) + 2.0 * d0 * float(m["p_c"] @ delta) + pend["h0"] * d0 * d0
-        l1 = float(np.abs(m["p_beta"] + t * delta).sum() - np.abs(m["p_beta"]).sum())
-        return t * linear + 0.5 * t * t * quad + lam * l1
+        beta, step = m["p_beta"], t * m["p_delta"]
+        first = float(np.sum(m["p_g"] * step + lam * (np.abs(beta + step) - np.abs(beta))))
+        return first + t * pend["g0"] * pend["d0"] + 0.5 * t * t * pend["quad"]
 
     def _acceptable(self, ctx: SchedulerContext, objective: float) -> bool:
         pend = ctx.state["pending"]
@@ -204,24 +214,30 @@ class LogReg(SMPProgram):
         st, model, n = ctx.state, ctx.model, ctx.cache["n"]
         parts = list(partials.values())
         g = sum(p["g"] for p in parts) / n
-        h = sum(p["s"] for p in parts) / n  # safe (Gershgorin) curvature of the block
         c = sum(p["c"] for p in parts) / n
+        # curvature: X_B^T W X_B with W from the last full round (the scheduler holds X)
+        _, _, packed = K.block_sums(*ctx.cache["csc"], idx, ctx.cache["w"], ctx.cache["w"])
+        gram = K.unpack_gram(packed / n, idx.size)
         g0 = float(sum(p["sdl"] for p in parts)) / n
         h0 = float(sum(p["sw"] for p in parts)) / n
+        intercept = bool(self.params["intercept"])
+        if intercept:
+            st["i_prio"] = abs(g0) / h0 if h0 > 0 else 0.0
         beta = model["coef"][idx]
-        delta = newton_steps(beta, g, st["nu"] * h, st["lam"])
-        d0 = 0.0
-        if self.params["intercept"] and h0 > 0:
-            st["i_prio"] = abs(g0) / h0
-            d0 = -(g0 + float(c @ delta)) / (st["nu"] * h0)
-            if idx.size and abs(d0) <= 0.1 * float(np.abs(delta).max(initial=0.0)):
-                d0 = 0.0
+        nu = st["nu"]
+        damped = gram.copy()
+        damped[np.diag_indices_from(damped)] *= nu
+        # inexact Newton: solve to a precision relative to the step's size (tightens as it shrinks)
+        guess = np.abs(newton_steps(beta, g, np.diagonal(damped), st["lam"])).max(initial=0.0)
+        tol = max(1e-13 * max(1.0, float(np.abs(beta).max(initial=0.0))), 1e-3 * float(guess))
+        delta, d0 = K.solve_block(damped, g, c, g0, nu * h0, beta, st["lam"], intercept and h0 > 0,
+                                  100, tol)
         model["priority"][idx] = np.abs(delta)
         if not (d0 != 0.0 or np.any(delta != 0.0)):
             return None
-        model["p_idx"], model["p_delta"], model["p_beta"] = idx, delta, beta.copy()
-        model["p_g"], model["p_h"], model["p_c"] = g, h, c
-        st["pending"] = {"t": 1.0, "d0": d0, "g0": g0, "h0": h0, "F0": st["objective"],
+        model["p_idx"], model["p_delta"], model["p_beta"], model["p_g"] = idx, delta, beta.copy(), g
+        quad = float(delta @ gram @ delta) + 2.0 * d0 * float(c @ delta) + h0 * d0 * d0
+        st["pending"] = {"t": 1.0, "d0": d0, "g0": g0, "quad": quad, "F0": st["objective"],
                          "b0": float(model["intercept"][0])}
         if self._model_change(ctx, 1.0) >= 0.0:  # no predicted decrease: nothing worth trying
             st["pending"] = None
@@ -241,6 +257,7 @@ class LogReg(SMPProgram):
         h = sum(p["h"] for p in parts) / n
         gp = sum(p["gp"] for p in parts)
         a = np.concatenate([p["a"] for p in parts])
+        cache["w"] = a * (1.0 - a)
         beta = model["coef"]
         primal = loss / n + lam * float(np.abs(beta).sum())
         gap = duality_gap(primal, g_raw, gp, a, y, lam, bool(self.params["intercept"]))
@@ -284,7 +301,7 @@ class LogReg(SMPProgram):
         m = np.ascontiguousarray(X @ model["coef"] + float(model["intercept"][0]), dtype=np.float64)
         n = y.shape[0]
         f = {"csc": parts, "y": y, "m": m, "loss": np.empty(n), "a": np.empty(n), "dl": np.empty(n),
-             "w": np.empty(n), "mark": np.zeros(n, np.bool_), "mass": np.zeros(n), "touched": np.empty(n, np.int64)}
+             "w": np.empty(n), "mark": np.zeros(n, np.bool_), "touched": np.empty(n, np.int64)}
         K.warm_up(parts)
         K.all_rows(m, y, f["loss"], f["a"], f["dl"], f["w"])
         wctx.fragments[fragment] = f
@@ -297,9 +314,8 @@ class LogReg(SMPProgram):
             g, h, gp = K.full_sums(*f["csc"], f["dl"], f["w"], f["a"], f["y"])
             out.update(g=g, h=h, gp=gp, a=f["a"].copy())
         else:
-            g, h, c, s = K.block_sums(*f["csc"], np.asarray(block["idx"], np.int64), f["dl"], f["w"],
-                                      f["mass"])
-            out.update(g=g, h=h, c=c, s=s)
+            g, c = K.block_grad(*f["csc"], np.asarray(block["idx"], np.int64), f["dl"], f["w"])
+            out.update(g=g, c=c)
         return out
 
     def sync(self, wctx: WorkerContext, fragment: int, update: Payload) -> None:

@@ -1,0 +1,598 @@
+"""LDA by model-parallel collapsed Gibbs sampling with vocabulary rotation.
+
+Latent Dirichlet allocation with symmetric priors ``alpha`` (document-topic) and
+``beta`` (topic-word), sampled with the exact SparseLDA kernel of
+:mod:`smpframe.apps.lda_kernels`.
+
+Layout
+------
+* **Documents** are the dataset rows (a ``D x V`` count matrix, CSR); the runtime
+  cuts them into fragments of about equal token counts, one or more per worker.
+  A fragment keeps its tokens, their topics ``z`` and its doc-topic counts ``ndk``.
+* **Words** are split into ``B >= F`` blocks holding about the same number of
+  tokens each (greedy longest-processing-time assignment). Sub-iteration ``s``
+  gives fragment ``f`` block ``(f + s) mod B``
+  (:func:`smpframe.scheduling.blocks.rotation`), so a word-topic row is owned by
+  exactly one fragment at a time and every fragment samples with exact, current
+  word-topic counts. ``B`` sub-iterations (rounds) make one iteration, in which
+  every token is sampled once. Only the topic totals ``n_k`` are shared by all
+  fragments in a round: each starts from the committed totals and the scheduler
+  adds up the fragments' changes between rounds.
+* **The scheduler** holds the model: ``nwk`` (``V x K`` word-topic counts),
+  ``nk`` and ``z`` for every token (document order), so checkpoints are exact and
+  a fragment that moves to another worker is rebuilt exactly from ``z``.
+
+A round
+-------
+``schedule``: per fragment, its block number, the current ``nwk`` rows of the
+words that fragment has in that block ("cell" rows: a fragment only receives
+rows it can touch; sent sparse, as nonzeros per row, topics and counts), ``nk``
+and a seed. ``push`` samples the cell's tokens in
+place, remembering the cell's previous topics (undone if the same round is pushed
+again before its commit, e.g. after a redispatch), and returns the new rows, its
+``n_k`` change and the cell's new topics (1 byte a token for ``K <= 256``).
+``pull`` writes rows, totals and topics into the model and returns the new topics
+of every cell; ``sync`` brings each held fragment's ``z``/``ndk`` to the committed
+topics (a no-op compare when the fragment's own push was the one committed).
+
+``ll_per_token`` is the joint ``log p(w, z)`` over the token count, the quantity
+the ``lda`` package's ``loglikelihood()`` returns (divided by the token count).
+It is computed every ``ll_every`` iterations and at the end: ``log p(z)`` is
+summed over fragments on the workers, ``log p(w | z)`` on the scheduler.
+
+Outputs (``model.npz``): ``nwk`` int32 ``V x K`` (rows are words), ``ndk`` int32
+``D x K``, ``nk`` int64 ``K``, ``topic_word`` float64 ``K x V`` (``(nwk + beta)^T``
+normalised per topic). ``result.json`` holds ``ll_per_token``,
+``tokens_per_second``, ``iterations``, ``topics``, ``tokens`` and ``top_words``
+(the 10 most frequent words of each topic); ``topics.txt`` lists the same.
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+from numba import njit
+
+from smpframe.apps import lda_kernels as lk
+from smpframe.errors import InputError
+from smpframe.program import (Dataset, Payload, PerFragment, SchedulerContext, SMPProgram,
+                              WorkerContext)
+from smpframe.scheduling.blocks import rotation
+
+#: built-in corpus of ``smpframe run lda`` (make_corpus arguments)
+DEFAULT_SYNTHETIC = {"n_docs": 2000, "n_words": 2000, "n_topics": 20, "doc_length": 100.0,
+                     "alpha": 0.1, "beta": 0.01, "seed": 0}
+
+
+# ---- compiled helpers -------------------------------------------------------------------
+
+@njit(cache=True, nogil=True)
+def balance_word_blocks(freq, n_blocks):
+    """Assign words to ``n_blocks`` blocks of about equal token count.
+
+    Longest processing time first: words by decreasing frequency, each to the
+    currently lightest block (ties: lowest block). Returns ``int32[V]``.
+    """
+    order = np.argsort(-freq, kind="mergesort")
+    load = np.zeros(n_blocks, np.int64)
+    out = np.empty(freq.shape[0], np.int32)
+    for i in range(order.shape[0]):
+        w = order[i]
+        best = 0
+        for b in range(1, n_blocks):
+            if load[b] < load[best]:
+                best = b
+        out[w] = best
+        load[best] += freq[w]
+    return out
+
+
+@njit(cache=True, nogil=True)
+def reassign(doc_of_token, z, z_new, ndk):
+    """Set ``z = z_new`` and move the doc-topic counts along; returns how many changed."""
+    changed = 0
+    for i in range(z.shape[0]):
+        old = z[i]
+        new = z_new[i]
+        if old != new:
+            d = doc_of_token[i]
+            ndk[d, old] -= 1
+            ndk[d, new] += 1
+            z[i] = new
+            changed += 1
+    return changed
+
+
+@njit(cache=True, nogil=True)
+def sparse_rows(nwk, row_ids):
+    """Rows ``nwk[row_ids]`` as (nonzeros per row, their topics, their counts).
+
+    One branch-free pass into buffers sized for the worst case (pages past the
+    nonzeros are never touched, so they cost no memory); returns views of them.
+    """
+    n_topics = nwk.shape[1]
+    n = row_ids.shape[0]
+    lengths = np.empty(n, np.int32)
+    topics = np.empty(n * n_topics + 1, np.int32)
+    counts = np.empty(n * n_topics + 1, np.int32)
+    j = 0
+    for i in range(n):
+        r = row_ids[i]
+        start = j
+        for k in range(n_topics):
+            c = nwk[r, k]
+            topics[j] = k
+            counts[j] = c
+            j += c != 0
+        lengths[i] = j - start
+    return lengths, topics[:j], counts[:j]
+
+
+@njit(cache=True, nogil=True)
+def scatter_rows(nwk, row_ids, lengths, topics, counts):
+    """``nwk[row_ids] =`` the sparse rows (lengths, topics, counts); the inverse of sparse_rows.
+
+    Callers check the sparse rows first (see :func:`check_sparse_rows`): no bounds checks here.
+    """
+    j = 0
+    for i in range(row_ids.shape[0]):
+        r = row_ids[i]
+        nwk[r, :] = 0
+        for _ in range(lengths[i]):
+            nwk[r, topics[j]] = counts[j]
+            j += 1
+
+
+@njit(cache=True, nogil=True)
+def scatter_topics(z, positions, values):
+    """``z[positions] = values`` (numpy's fancy assignment, without its temporaries)."""
+    for i in range(positions.shape[0]):
+        z[positions[i]] = values[i]
+
+
+def check_sparse_rows(lengths: np.ndarray, topics: np.ndarray, counts: np.ndarray, n_rows: int,
+                      n_topics: int, who: str) -> None:
+    """Raise ValueError unless (lengths, topics, counts) are ``n_rows`` well-formed sparse rows."""
+    if lengths.shape != (n_rows,) or topics.ndim != 1 or topics.shape != counts.shape \
+            or int(lengths.sum(dtype=np.int64)) != topics.size:
+        raise ValueError(f"{who}: sparse word-topic rows have inconsistent shapes")
+    if n_rows and (lengths.min() < 0 or lengths.max() > n_topics):
+        raise ValueError(f"{who}: sparse word-topic rows have bad lengths")
+    if topics.size and (int(topics.min()) < 0 or int(topics.max()) >= n_topics or counts.min() < 0):
+        raise ValueError(f"{who}: sparse word-topic rows have a bad topic or count")
+
+
+def fragment_layout(doc_ptr: np.ndarray, words: np.ndarray, word_block: np.ndarray,
+                    n_blocks: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """How one fragment's tokens are grouped into cells (fragment x word block).
+
+    Returns ``(order, block_ptr, rows, cell_words, cell_ptr)``:
+
+    * ``order``/``block_ptr``: :func:`lda_kernels.build_block_index` (block ``b``'s
+      token positions are ``order[block_ptr[b]:block_ptr[b + 1]]``, in document order);
+    * ``cell_words[cell_ptr[b]:cell_ptr[b + 1]]``: the distinct words of block ``b``
+      in this fragment (sorted), i.e. the ``nwk`` rows the fragment needs for it;
+    * ``rows``: for each token in ``order``, its word's index in its cell's list.
+
+    The scheduler and the worker both call this on the same tokens, so they agree
+    on every position and row without sending the layout.
+    """
+    n_words = word_block.shape[0]
+    order, block_ptr = lk.build_block_index(doc_ptr, words, word_block, n_blocks)
+    w = words[order]
+    key = word_block[w].astype(np.int64) * n_words + w
+    uniq, inv = np.unique(key, return_inverse=True)
+    cell_words = (uniq % n_words).astype(np.int32)
+    cell_ptr = np.searchsorted(uniq // n_words, np.arange(n_blocks + 1)).astype(np.int64)
+    rows = (inv.ravel() - np.repeat(cell_ptr[:-1], np.diff(block_ptr))).astype(np.int32)
+    return order, block_ptr, rows, cell_words, cell_ptr
+
+
+def expand_tokens(X: sp.csr_matrix) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Token stream of a document-word count matrix: ``(doc_ptr, words, doc_of_token)``.
+
+    Tokens of a document are in word order (each word repeated ``count`` times).
+    """
+    counts = np.asarray(X.data, dtype=np.int64)
+    cum = np.concatenate([[0], np.cumsum(counts)])
+    doc_ptr = cum[X.indptr].astype(np.int64)
+    words = np.repeat(X.indices.astype(np.int32), counts)
+    doc_of_token = np.repeat(np.arange(X.shape[0], dtype=np.int32), np.diff(doc_ptr))
+    return doc_ptr, words, doc_of_token
+
+
+def check_counts(nwk: np.ndarray, nk: np.ndarray, z: np.ndarray, words: np.ndarray,
+                 n_tokens: int, where: str) -> None:
+    """Raise AssertionError unless nwk, nk and z agree with each other and the token count."""
+    n_words, n_topics = nwk.shape
+
+    def fail(why: str) -> None:
+        raise AssertionError(f"LDA count check failed {where}: {why}")
+
+    if int(nwk.sum()) != n_tokens:
+        fail(f"sum(nwk) = {int(nwk.sum())}, tokens = {n_tokens}")
+    if (nwk < 0).any() or (nk < 0).any():
+        fail("negative count")
+    if not np.array_equal(nk, nwk.sum(axis=0)):
+        fail("nk != column sums of nwk")
+    if z.size and (z.min() < 0 or z.max() >= n_topics):
+        fail("topic out of range")
+    if not np.array_equal(nwk, lk.word_topic_counts(words, z, n_words, n_topics)):
+        fail("nwk != counts of (word, z)")
+
+
+def _int32(values: np.ndarray) -> np.ndarray:
+    """A writable int32 copy (wire arrays are read-only; compiled helpers take one type)."""
+    return np.array(values, dtype=np.int32)
+
+
+def _wire_topics_dtype(n_topics: int) -> type:
+    return np.uint8 if n_topics <= 256 else np.uint16 if n_topics <= 65536 else np.int32
+
+
+def _warm_up() -> None:
+    """Call every compiled kernel with the argument types the app uses, so each one's
+    (cached) machine code is loaded before the clock starts."""
+    one = np.zeros(1, np.int32)
+    ndk = np.ones((1, 1), np.int32)
+    lk.sample_block(np.zeros(1, np.int64), one.copy(), one.copy(), one.copy(), ndk,
+                    ndk.copy(), one.copy(), np.ones(1, np.int64), 0.1, 0.1, 0.1, 1)
+    reassign(one, one.copy(), one.copy(), ndk.copy())
+    lk.ll_docs_part(ndk, np.ones(1, np.int64), 0.1)
+    lk.ll_words_part(ndk, np.ones(1, np.int64), 0.1)
+    lengths, topics, counts = sparse_rows(ndk, one)
+    scatter_rows(ndk.copy(), one, lengths, topics, counts)
+    scatter_topics(one.copy(), np.zeros(1, np.int64), one)
+    lk.doc_topic_counts(one, one, 1, 1)
+
+
+# ---- the program ------------------------------------------------------------------------
+
+class LDA(SMPProgram):
+    """LDA topic model: model-parallel collapsed Gibbs sampling with vocabulary rotation."""
+
+    name = "lda"
+
+    def __init__(self, topics: int = 20, alpha: float = 0.1, beta: float = 0.01,
+                 iterations: int = 100, blocks: int | None = None, ll_every: int = 10,
+                 top_words: int = 10, fmt: str | None = None, vocab: str | None = None,
+                 stopwords: bool = True, check_counts: bool = False,
+                 synthetic: dict[str, Any] | None = None) -> None:
+        super().__init__(topics=topics, alpha=alpha, beta=beta, iterations=iterations,
+                         blocks=blocks, ll_every=ll_every, top_words=top_words, fmt=fmt,
+                         vocab=vocab, stopwords=stopwords, check_counts=check_counts,
+                         synthetic=synthetic or {})
+        self._vocab: list[str] | None = None
+
+    # ---- CLI ------------------------------------------------------------------------
+    @classmethod
+    def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("--format", choices=["uci", "ldac", "text"],
+                            help="corpus format (default: guessed; docword* is uci)")
+        parser.add_argument("--vocab", help="vocabulary file for uci/ldac (one word per line)")
+        parser.add_argument("--keep-stopwords", action="store_true",
+                            help="plain text: keep English stop words")
+        parser.add_argument("--topics", type=int, default=20, help="number of topics K (default 20)")
+        parser.add_argument("--alpha", type=float, default=0.1,
+                            help="symmetric document-topic prior (default 0.1)")
+        parser.add_argument("--beta", type=float, default=0.01,
+                            help="symmetric topic-word prior (default 0.01)")
+        parser.add_argument("--iterations", type=int, default=100,
+                            help="Gibbs sweeps over all tokens (default 100)")
+        parser.add_argument("--blocks", type=int,
+                            help="vocabulary blocks (default: the number of fragments)")
+        parser.add_argument("--ll-every", type=int, default=10,
+                            help="compute the log-likelihood every N iterations (default 10)")
+        parser.add_argument("--top-words", type=int, default=10,
+                            help="words listed per topic in result.json/topics.txt (default 10)")
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> "LDA":
+        return cls(topics=args.topics, alpha=args.alpha, beta=args.beta,
+                   iterations=args.iterations, blocks=args.blocks, ll_every=args.ll_every,
+                   top_words=args.top_words, fmt=args.format, vocab=args.vocab,
+                   stopwords=not args.keep_stopwords)
+
+    # ---- scheduler ------------------------------------------------------------------
+    def _check_params(self) -> None:
+        p = self.params
+        if not int(p["topics"]) >= 1:
+            raise InputError(f"--topics must be >= 1, got {p['topics']}")
+        if not (float(p["alpha"]) > 0 and float(p["beta"]) > 0):
+            raise InputError(f"--alpha and --beta must be > 0, got {p['alpha']} and {p['beta']}")
+        if int(p["iterations"]) < 0:
+            raise InputError(f"--iterations must be >= 0, got {p['iterations']}")
+        if int(p["ll_every"]) < 1:
+            raise InputError(f"--ll-every must be >= 1, got {p['ll_every']}")
+        if p["blocks"] is not None and int(p["blocks"]) < 1:
+            raise InputError(f"--blocks must be >= 1, got {p['blocks']}")
+
+    def load_data(self, source: Any) -> Dataset:
+        from smpframe.data.text import Corpus, load_corpus
+
+        self._check_params()
+        p = self.params
+        if source is None:
+            from smpframe.data.synthetic_corpus import make_corpus
+            corpus = make_corpus(**{**DEFAULT_SYNTHETIC, **p["synthetic"]})[0]
+        elif isinstance(source, Corpus):
+            corpus = source
+        elif isinstance(source, tuple) and source and isinstance(source[0], Corpus):
+            corpus = source[0]  # what make_corpus returns
+        elif isinstance(source, (str, bytes)) or hasattr(source, "__fspath__"):
+            corpus = load_corpus(Path(str(source)), p["fmt"], p["vocab"], bool(p["stopwords"]))
+        else:
+            raise InputError(f"LDA data must be a path or a Corpus, not {type(source).__name__}")
+        doc_ptr = np.asarray(corpus.doc_ptr, dtype=np.int64)
+        words = np.asarray(corpus.words, dtype=np.int32)
+        n_words = len(corpus.vocab)
+        if words.size == 0:
+            raise InputError("corpus has no tokens")
+        if words.min() < 0 or words.max() >= n_words:
+            raise InputError(f"word ids must be in 0..{n_words - 1} (the vocabulary's size)")
+        n_docs = doc_ptr.size - 1
+        X = sp.csr_matrix((np.ones(words.size, np.int32), words, doc_ptr), shape=(n_docs, n_words))
+        X.sum_duplicates()  # counts per (doc, word), words sorted within each document
+        X.data = X.data.astype(np.int32)
+        self._vocab = list(corpus.vocab)
+        lengths = np.diff(doc_ptr)
+        return Dataset(rows={"X": X}, meta={"n_docs": n_docs, "n_words": n_words,
+                                            "n_tokens": int(words.size)},
+                       weights=lengths.astype(np.float64) + 1e-3)
+
+    def init(self, ctx: SchedulerContext) -> None:
+        self._check_params()
+        p = self.params
+        K, alpha, beta = int(p["topics"]), float(p["alpha"]), float(p["beta"])
+        X = ctx.dataset.rows["X"]
+        D, V = X.shape
+        F = ctx.n_fragments
+        B = int(p["blocks"]) if p["blocks"] is not None else F
+        if B < F:
+            raise InputError(f"--blocks ({B}) must be at least the number of fragments ({F})")
+        doc_ptr, words, doc_of_token = expand_tokens(X)
+        N = int(words.size)
+        word_block = balance_word_blocks(np.bincount(words, minlength=V).astype(np.int64), B)
+        # per fragment: global token positions in block-major order and cell word lists
+        gpos = np.empty(N, np.int64)
+        tok_ptr = np.array([doc_ptr[a] for a, _ in ctx.bounds] + [N], np.int64)
+        cell_tok = np.empty((F, B + 1), np.int64)  # global offsets into gpos
+        cell_words, cell_ptr = [], []
+        for f, (a, b) in enumerate(ctx.bounds):
+            order, block_ptr, _, cw, cp = fragment_layout(doc_ptr[a:b + 1], words, word_block, B)
+            gpos[tok_ptr[f]:tok_ptr[f + 1]] = order
+            cell_tok[f] = tok_ptr[f] + block_ptr
+            cell_words.append(cw)
+            cell_ptr.append(cp)
+        ctx.cache.update(words=words, doc_of_token=doc_of_token, doc_lengths=np.diff(doc_ptr),
+                         word_block=word_block, gpos=gpos, tok_ptr=tok_ptr, cell_tok=cell_tok,
+                         cell_words=cell_words, cell_ptr=cell_ptr, inflight=[],
+                         n_tokens=N, n_blocks=B, vocab=self._vocab or [str(i) for i in range(V)])
+        seed = int(ctx.rng.integers(0, 2**31 - 1))
+        z = lk.random_topics(N, K, seed)
+        nwk = lk.word_topic_counts(words, z, V, K)
+        nk = lk.topic_totals(z, K)
+        ctx.model.update(z=z, nwk=nwk, nk=nk)
+        ll = self._log_likelihood(ctx)
+        ctx.state.update(step=0, iteration=0, seed=seed, ll=ll, ll_history=[[0, ll / N]])
+        ctx.report(iteration=0, ll_per_token=ll / N)
+        _warm_up()  # load the compiled helpers before the clock starts
+
+    def _log_likelihood(self, ctx: SchedulerContext) -> float:
+        """Exact ``log p(w, z)`` of the committed model (used at start and end)."""
+        p, c, m = self.params, ctx.cache, ctx.model
+        K = int(p["topics"])
+        ndk = lk.doc_topic_counts(c["doc_of_token"], m["z"], c["doc_lengths"].size, K)
+        return lk.ll_words_part(m["nwk"], m["nk"], float(p["beta"])) \
+            + lk.ll_docs_part(ndk, c["doc_lengths"], float(p["alpha"]))
+
+    def _cell_words(self, ctx: SchedulerContext, f: int, b: int) -> np.ndarray:
+        cp = ctx.cache["cell_ptr"][f]
+        return ctx.cache["cell_words"][f][cp[b]:cp[b + 1]]
+
+    def schedule(self, ctx: SchedulerContext) -> PerFragment | None:
+        st, cache = ctx.state, ctx.cache
+        B = cache["n_blocks"]
+        if cache["inflight"] or st["step"] >= int(self.params["iterations"]) * B:
+            return None  # a round needs the previous one committed (rotation), or we are done
+        step = int(st["step"])
+        last_of_iteration = step % B == B - 1
+        iteration = step // B + 1
+        want_ll = last_of_iteration and (iteration % int(self.params["ll_every"]) == 0
+                                         or iteration == int(self.params["iterations"]))
+        seeds = np.random.SeedSequence([int(st["seed"]), step]).generate_state(
+            ctx.n_fragments, np.uint64) >> np.uint64(1)
+        nwk, nk = ctx.model["nwk"], ctx.model["nk"]
+        wire = _wire_topics_dtype(nk.size)
+        plan = PerFragment()
+        for f, b in enumerate(rotation(B, ctx.n_fragments, step)):
+            lengths, topics, counts = sparse_rows(nwk, self._cell_words(ctx, f, int(b)))
+            plan[f] = {"step": step, "b": int(b), "seed": int(seeds[f]), "ll": bool(want_ll),
+                       "rl": lengths, "rt": topics.astype(wire), "rc": counts, "nk": nk}
+        cache["inflight"].append(step)
+        return plan
+
+    def pull(self, ctx: SchedulerContext, block: PerFragment, partials: dict[int, Payload]) -> Payload:
+        p, st, cache, model = self.params, ctx.state, ctx.cache, ctx.model
+        step = cache["inflight"].pop(0)
+        K, N = int(p["topics"]), cache["n_tokens"]
+        nwk, nk, z = model["nwk"], model["nk"], model["z"]
+        dnk = np.zeros(K, np.int64)
+        frags, blocks, zs = [], [], []
+        for f, part in partials.items():
+            b = int(block[f]["b"])
+            cw = self._cell_words(ctx, f, b)
+            lo, hi = cache["cell_tok"][f, b], cache["cell_tok"][f, b + 1]
+            new_z = part["z"]
+            if new_z.shape != (hi - lo,) or part["dnk"].shape != (K,):
+                raise ValueError(f"LDA partial of fragment {f} has the wrong shape")
+            if new_z.size and int(new_z.max()) >= K:
+                raise ValueError(f"LDA partial of fragment {f} has a topic out of range")
+            rows = _int32(part["rl"]), _int32(part["rt"]), _int32(part["rc"])
+            check_sparse_rows(*rows, cw.size, K, f"fragment {f}")
+            scatter_rows(nwk, cw, *rows)
+            dnk += part["dnk"]
+            scatter_topics(z, cache["gpos"][lo:hi], _int32(new_z))
+            frags.append(int(f))
+            blocks.append(b)
+            zs.append(new_z)
+        nk += dnk
+        if (nk < 0).any():
+            raise ValueError("LDA topic totals went negative: inconsistent partials")
+        if p["check_counts"]:
+            self._check(ctx, partials, step)
+        st["step"] = step + 1
+        B = cache["n_blocks"]
+        if st["step"] % B == 0:
+            st["iteration"] = iteration = st["step"] // B
+            metrics: dict[str, Any] = {"iteration": iteration,
+                                       "tokens_per_s": round(N * iteration / max(ctx.elapsed, 1e-9))}
+            if all("ll_docs" in part for part in partials.values()):
+                ll = lk.ll_words_part(nwk, nk, float(p["beta"])) \
+                    + sum(float(part["ll_docs"]) for part in partials.values())
+                st["ll"] = ll
+                st["ll_history"].append([iteration, ll / N])
+                metrics["ll_per_token"] = ll / N
+            ctx.report(**metrics)
+            if iteration >= int(p["iterations"]):
+                ctx.stop(converged=True)
+        ptr = np.zeros(len(zs) + 1, np.int64)
+        np.cumsum([a.size for a in zs], out=ptr[1:])
+        return {"step": step, "frags": frags, "blocks": blocks, "zptr": ptr,
+                "z": np.concatenate(zs) if zs else np.zeros(0, np.uint8)}
+
+    def _check(self, ctx: SchedulerContext, partials: dict[int, Payload], step: int) -> None:
+        """Debug (``check_counts``): every count agrees with z, and with the workers' ndk."""
+        c, m, K = ctx.cache, ctx.model, int(self.params["topics"])
+        where = f"after sub-iteration {step}"
+        check_counts(m["nwk"], m["nk"], m["z"], c["words"], c["n_tokens"], where)
+        for f, part in partials.items():
+            a, b = ctx.bounds[f]
+            lo, hi = c["tok_ptr"][f], c["tok_ptr"][f + 1]
+            ndk = lk.doc_topic_counts(c["doc_of_token"][lo:hi] - a, m["z"][lo:hi], b - a, K)
+            if "ndk" not in part or not np.array_equal(part["ndk"], ndk):
+                raise AssertionError(f"LDA count check failed {where}: fragment {f}'s ndk "
+                                     "does not match the committed z")
+            if int(ndk.sum()) != hi - lo or not np.array_equal(ndk.sum(axis=1), c["doc_lengths"][a:b]):
+                raise AssertionError(f"LDA count check failed {where}: ndk row sums != lengths")
+
+    def snapshot(self, ctx: SchedulerContext, fragment: int) -> Payload:
+        lo, hi = ctx.cache["tok_ptr"][fragment], ctx.cache["tok_ptr"][fragment + 1]
+        return {"z": ctx.model["z"][lo:hi], "word_block": ctx.cache["word_block"],
+                "n_blocks": int(ctx.cache["n_blocks"])}
+
+    def _top_words(self, ctx: SchedulerContext) -> list[list[str]]:
+        nwk, vocab = ctx.model["nwk"], ctx.cache["vocab"]
+        n = min(int(self.params["top_words"]), nwk.shape[0])
+        top = np.argsort(-nwk, axis=0, kind="stable")[:n]  # n x K
+        return [[vocab[w] for w in top[:, k]] for k in range(nwk.shape[1])]
+
+    def result(self, ctx: SchedulerContext) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        p, st, c, m = self.params, ctx.state, ctx.cache, ctx.model
+        K, beta, N = int(p["topics"]), float(p["beta"]), c["n_tokens"]
+        ll = self._log_likelihood(ctx)
+        sweeps = st["step"] / c["n_blocks"]
+        seconds = ctx.elapsed
+        summary = {"app": self.name, "ll_per_token": ll / N, "log_likelihood": ll,
+                   "tokens_per_second": N * sweeps / seconds if seconds > 0 else None,
+                   "iterations": int(st["step"] // c["n_blocks"]), "seconds": round(seconds, 4),
+                   "topics": K, "tokens": N, "documents": int(c["doc_lengths"].size),
+                   "vocabulary": int(m["nwk"].shape[0]), "blocks": int(c["n_blocks"]),
+                   "alpha": float(p["alpha"]), "beta": beta, "ll_history": st["ll_history"],
+                   "top_words": self._top_words(ctx)}
+        nwk, nk = m["nwk"], m["nk"]
+        topic_word = (nwk.T + beta) / (nk[:, None] + beta * nwk.shape[0])
+        ndk = lk.doc_topic_counts(c["doc_of_token"], m["z"], c["doc_lengths"].size, K)
+        return summary, {"nwk": nwk, "ndk": ndk, "nk": nk, "topic_word": topic_word}
+
+    def extra_outputs(self, ctx: SchedulerContext) -> dict[str, str | bytes]:
+        """``topics.txt``: one line per topic, its share of tokens and its top words."""
+        nk, N = ctx.model["nk"], ctx.cache["n_tokens"]
+        lines = [f"topic {k} ({nk[k] / N:.2%}): {' '.join(words)}"
+                 for k, words in enumerate(self._top_words(ctx))]
+        return {"topics.txt": "\n".join(lines) + "\n"}
+
+    # ---- worker ---------------------------------------------------------------------
+    def load(self, wctx: WorkerContext, fragment: int, data: Payload, model: Payload) -> None:
+        K = int(self.params["topics"])
+        doc_ptr, words, doc_of_token = expand_tokens(data["X"])
+        n_docs = doc_ptr.size - 1
+        z = np.array(model["z"], dtype=np.int32)
+        if z.shape != words.shape:
+            raise ValueError(f"snapshot of fragment {fragment} has {z.size} topics for {words.size} tokens")
+        word_block = np.asarray(model["word_block"], dtype=np.int32)
+        order, block_ptr, rows, _, cell_ptr = fragment_layout(doc_ptr, words, word_block,
+                                                              int(model["n_blocks"]))
+        longest = int(np.diff(block_ptr).max(initial=0))
+        widest = int(np.diff(cell_ptr).max(initial=0))
+        wctx.fragments[fragment] = {
+            "rows": rows, "doc": doc_of_token[order], "z": z[order], "block_ptr": block_ptr,
+            "ndk": lk.doc_topic_counts(doc_of_token, z, n_docs, K),
+            "doc_lengths": np.diff(doc_ptr), "positions": np.arange(longest, dtype=np.int64),
+            "identity": np.arange(max(widest, 1), dtype=np.int32), "pending": None,
+        }
+        if not wctx.cache.get("lda_warm"):
+            _warm_up()
+            wctx.cache["lda_warm"] = True
+
+    def push(self, wctx: WorkerContext, fragment: int, block: Payload) -> Payload:
+        st = wctx.fragments[fragment]
+        self._undo_pending(st)  # the same round pushed again before its commit: start over
+        p = self.params
+        K = int(p["topics"])
+        b = int(block["b"])
+        lo, hi = int(st["block_ptr"][b]), int(st["block_ptr"][b + 1])
+        rows = _int32(block["rl"]), _int32(block["rt"]), _int32(block["rc"])
+        n_rows = rows[0].size
+        check_sparse_rows(*rows, n_rows, K, "scheduler")
+        if n_rows > st["identity"].size:
+            raise ValueError(f"block {b} has {n_rows} rows for a cell of {st['identity'].size} words")
+        nwk_rows = np.zeros((n_rows, K), np.int32)
+        scatter_rows(nwk_rows, st["identity"][:n_rows], *rows)
+        nk = np.array(block["nk"], dtype=np.int64)
+        nk_before = nk.copy()
+        z = st["z"][lo:hi]
+        st["pending"] = (int(block["step"]), b, z.copy())
+        lk.sample_block(st["positions"][:hi - lo], st["rows"][lo:hi], st["doc"][lo:hi], z,
+                        st["ndk"], nwk_rows, st["identity"], nk, float(p["alpha"]),
+                        float(p["beta"]), float(p["beta"]) * int(wctx.meta["n_words"]),
+                        int(block["seed"]))
+        lengths, topics, counts = sparse_rows(nwk_rows, st["identity"][:n_rows])
+        out = {"rl": lengths, "rt": topics.astype(_wire_topics_dtype(K)), "rc": counts,
+               "dnk": nk - nk_before, "z": z.astype(_wire_topics_dtype(K))}
+        if block["ll"]:
+            out["ll_docs"] = lk.ll_docs_part(st["ndk"], st["doc_lengths"], float(p["alpha"]))
+        if p["check_counts"]:
+            out["ndk"] = st["ndk"].copy()
+        return out
+
+    @staticmethod
+    def _undo_pending(st: dict[str, Any]) -> None:
+        pending = st["pending"]
+        if pending is not None:
+            _, b, z_old = pending
+            lo, hi = int(st["block_ptr"][b]), int(st["block_ptr"][b + 1])
+            reassign(st["doc"][lo:hi], st["z"][lo:hi], z_old, st["ndk"])
+            st["pending"] = None
+
+    def sync(self, wctx: WorkerContext, fragment: int, update: Payload) -> None:
+        index = update.get("_index")
+        if index is None:  # the same update object comes once per held fragment
+            index = update["_index"] = {int(f): i for i, f in enumerate(update["frags"])}
+        i = index.get(fragment)
+        st = wctx.fragments[fragment]
+        if i is None:
+            return
+        b = int(update["blocks"][i])
+        if st["pending"] is not None and st["pending"][1] != b:
+            self._undo_pending(st)
+        st["pending"] = None
+        lo, hi = int(st["block_ptr"][b]), int(st["block_ptr"][b + 1])
+        ptr = update["zptr"]
+        z_new = _int32(update["z"][int(ptr[i]):int(ptr[i + 1])])
+        if z_new.shape != (hi - lo,):
+            raise ValueError(f"committed topics for fragment {fragment} have the wrong length")
+        reassign(st["doc"][lo:hi], st["z"][lo:hi], z_new, st["ndk"])
