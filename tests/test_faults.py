@@ -204,8 +204,11 @@ def _garbage(address: str, run_id: str, stop: threading.Event, sent: list) -> No
             [b""],
         ]
         while not stop.is_set():
-            dealer.send_multipart(junk[len(sent) % len(junk)], flags=zmq.NOBLOCK)
-            sent.append(1)
+            try:
+                dealer.send_multipart(junk[len(sent) % len(junk)], flags=zmq.NOBLOCK)
+                sent.append(1)
+            except zmq.Again:  # not connected yet, or the scheduler is gone
+                pass
             try:  # raw bytes that are not even ZMTP; refused once the run has ended
                 with socket.create_connection(("127.0.0.1", port), timeout=2) as raw:
                     raw.sendall(rng.bytes(64))
