@@ -27,8 +27,8 @@ def one_run(data, seed: int, reference: float, timeout: float) -> dict:
     kills = []
     with LocalCluster(Lasso(lam=0.002, tol=1e-9), data, n_workers=3, timeout=120.0,
                       config=config, cluster=cluster) as c:
-        for victim in rng.sample(range(3), 2):
-            c.wait_for_round(rng.randint(1, 12) + 6 * len(kills))
+        for victim, first_round in zip(rng.sample(range(3), 2), (1, 6)):
+            assert c.wait_for_round(rng.randint(first_round, first_round + 4)), "run ended early"
             c.procs[victim].kill()
             kills.append(time.monotonic() - c.server.state.started_at)
         result = c.wait()

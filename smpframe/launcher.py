@@ -155,13 +155,16 @@ class LocalCluster:
         except BaseException as exc:  # surfaced by wait()
             self.error = exc
 
-    def wait_for_round(self, n: int, timeout: float = 30.0) -> None:
-        """Block until the scheduler has committed ``n`` rounds."""
+    def wait_for_round(self, n: int, timeout: float = 30.0) -> bool:
+        """Block until the scheduler has committed ``n`` rounds; False if the run ended first."""
         deadline = time.monotonic() + timeout
         while self.server.ctx.round < n:
-            if time.monotonic() > deadline or not self.thread.is_alive():
-                raise AssertionError(f"round {n} not reached (at {self.server.ctx.round})")
+            if not self.thread.is_alive():
+                return False
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"round {n} not reached in {timeout}s (at {self.server.ctx.round})")
             time.sleep(0.005)
+        return True
 
     def wait(self) -> RunResult:
         """Join the run; re-raise its error, if any."""

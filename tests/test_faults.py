@@ -68,8 +68,8 @@ def test_random_worker_kills(data, reference, seed):
     rng = random.Random(seed)
     with chaos(Lasso(lam=0.002, tol=TOL), data, n_workers=3, cluster=slow_cluster(3)) as c:
         kills = []
-        for victim in rng.sample(range(3), 2):
-            c.wait_for_round(rng.randint(1, 12) + 6 * len(kills))
+        for victim, first_round in zip(rng.sample(range(3), 2), (1, 6)):
+            assert c.wait_for_round(rng.randint(first_round, first_round + 4)), "run ended early"
             c.procs[victim].kill()
             kills.append(time.monotonic())
         result = c.wait()
@@ -85,7 +85,7 @@ def test_stopped_worker_is_evicted_and_rejoins():
     program = PCA(k=2, iterations=2500, tol=0.0)
     expected = run_local(program, data=A, progress=None).model["V"]
     with chaos(program, A, n_workers=3) as c:
-        c.wait_for_round(50)
+        assert c.wait_for_round(50)
         victim = c.procs[1]
         victim.send_signal(signal.SIGSTOP)
         time.sleep(2.5)  # longer than the 1.5 s heartbeat timeout
