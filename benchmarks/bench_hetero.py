@@ -61,6 +61,10 @@ def main() -> int:
     p.add_argument("--iterations", type=int, default=80)
     p.add_argument("--fragments", type=int, default=16)
     p.add_argument("--slowdown", type=float, default=3.0)
+    p.add_argument("--base-slowdown", type=float, default=1.0,
+                   help="slow every worker by this factor too (the straggler by base x slowdown): "
+                        "a factor > 1 makes most of each round sleep, so the figures measure "
+                        "placement rather than CPU contention on a machine with few free cores")
     p.add_argument("--dispatch-v", type=float, default=1.0)
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args()
@@ -74,11 +78,13 @@ def main() -> int:
     init = kmeans_plusplus(X[:100_000], args.k, np.random.default_rng(args.seed)).tolist()
     program = lambda: KMeans(k=args.k, iterations=args.iterations, tol=0.0, init_centers=init)  # noqa: E731
     bounds = KMeans(k=args.k).load_data(X).bounds(args.fragments)
-    slow = [1.0, args.slowdown]
+    base = args.base_slowdown
+    slow = [base, base * args.slowdown]
     # cpu:0 / cpu:1 are both the CPU; the names tell the fast and the slowed worker apart
     setups = {
-        "single": (ClusterOptions(devices=["cpu:0"]), SchedulerConfig()),
-        "pair": (ClusterOptions(devices=["cpu:0", "cpu:1"]), SchedulerConfig()),
+        "single": (ClusterOptions(devices=["cpu:0"], slowdowns=[base]), SchedulerConfig()),
+        "pair": (ClusterOptions(devices=["cpu:0", "cpu:1"], slowdowns=[base, base]),
+                 SchedulerConfig()),
         "balanced": (ClusterOptions(devices=["cpu:0", "cpu:1"], slowdowns=slow),
                      SchedulerConfig(dispatch_v=args.dispatch_v)),
         "uniform": (ClusterOptions(devices=["cpu:0", "cpu:1"], slowdowns=slow),

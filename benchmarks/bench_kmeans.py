@@ -42,6 +42,8 @@ def main() -> int:
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--skip", default="", help="comma list of methods to leave out: sklearn,faiss")
+    p.add_argument("--threads", default=f"1,{os.cpu_count() or 1}",
+                   help="thread counts to run scikit-learn and faiss with (default 1,<cpus>)")
     args = p.parse_args()
 
     from smpframe import ClusterOptions, run_local
@@ -74,20 +76,23 @@ def main() -> int:
     rows.append([f"smpframe ({args.workers} workers)", solve, wall, f"{inertia:.10g}",
                  result.summary["iterations"]])
 
+    threads_list = [int(t) for t in args.threads.split(",") if t.strip()]
     if "sklearn" not in skip:
         from sklearn.cluster import KMeans as SkKMeans
-        from threadpoolctl import threadpool_info
+        from threadpoolctl import threadpool_limits
 
         fit = lambda: SkKMeans(n_clusters=args.k, init=init, n_init=1, algorithm="lloyd",  # noqa: E731
                                max_iter=args.iterations, tol=0.0).fit(X)
-        sk, best, times = timed(fit, args.repeats)
-        threads = max((i.get("num_threads", 1) for i in threadpool_info()), default=1)
-        inertia = inertia_of(X, sk.cluster_centers_)
-        record["methods"]["sklearn"] = {"seconds": best, "all": times, "inertia": inertia,
-                                        "reported_inertia": float(sk.inertia_),
-                                        "iterations": int(sk.n_iter_), "threads": threads}
-        rows.append([f"scikit-learn lloyd ({threads} threads)", best, best, f"{inertia:.10g}",
-                     int(sk.n_iter_)])
+        for threads in threads_list:
+            with threadpool_limits(limits=threads):
+                sk, best, times = timed(fit, args.repeats)
+            inertia = inertia_of(X, sk.cluster_centers_)
+            record["methods"][f"sklearn_{threads}t"] = {
+                "seconds": best, "all": times, "inertia": inertia,
+                "reported_inertia": float(sk.inertia_), "iterations": int(sk.n_iter_),
+                "threads": threads}
+            rows.append([f"scikit-learn lloyd ({threads} thread{'s' if threads > 1 else ''})",
+                         best, best, f"{inertia:.10g}", int(sk.n_iter_)])
 
     if "faiss" not in skip:
         import faiss
@@ -100,13 +105,17 @@ def main() -> int:
                               update_index=False, verbose=False)
             km.train(Xf, init_centroids=init.astype(np.float32))
             return km
-        km, best, times = timed(train, args.repeats)
-        threads = faiss.omp_get_max_threads()
-        inertia = inertia_of(X, km.centroids.astype(np.float64))
-        record["methods"]["faiss"] = {"seconds": best, "all": times, "inertia": inertia,
-                                      "reported_obj_last": float(km.obj[-1]), "threads": threads}
-        rows.append([f"faiss Kmeans ({threads} threads, float32)", best, best, f"{inertia:.10g}",
-                     args.iterations])
+        default_threads = faiss.omp_get_max_threads()
+        for threads in threads_list:
+            faiss.omp_set_num_threads(threads)
+            km, best, times = timed(train, args.repeats)
+            inertia = inertia_of(X, km.centroids.astype(np.float64))
+            record["methods"][f"faiss_{threads}t"] = {
+                "seconds": best, "all": times, "inertia": inertia,
+                "reported_obj_last": float(km.obj[-1]), "threads": threads}
+            rows.append([f"faiss Kmeans ({threads} thread{'s' if threads > 1 else ''}, float32)",
+                         best, best, f"{inertia:.10g}", args.iterations])
+        faiss.omp_set_num_threads(default_threads)
 
     print(markdown_table(["method", "solve s", "wall s", "inertia", "iterations"], rows))
     write_json(args.out, record)

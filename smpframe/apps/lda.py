@@ -24,16 +24,22 @@ Layout
 
 A round
 -------
-``schedule``: per fragment, its block number, the current ``nwk`` rows of the
-words that fragment has in that block ("cell" rows: a fragment only receives
-rows it can touch; sent sparse, as nonzeros per row, topics and counts), ``nk``
-and a seed. ``push`` samples the cell's tokens in
-place, remembering the cell's previous topics (undone if the same round is pushed
-again before its commit, e.g. after a redispatch), and returns the new rows, its
-``n_k`` change and the cell's new topics (1 byte a token for ``K <= 256``).
-``pull`` writes rows, totals and topics into the model and returns the new topics
-of every cell; ``sync`` brings each held fragment's ``z``/``ndk`` to the committed
-topics (a no-op compare when the fragment's own push was the one committed).
+``schedule``: per fragment, its block number, the block's current ``nwk`` rows
+(sparse: nonzeros per row, their topics and counts), ``nk`` and a seed. ``push``
+samples the fragment's tokens of that block in place with
+:func:`lda_kernels.sample_block_sparse` (cost: tokens + nonzeros, never rows x K),
+remembering their previous topics (undone if the same round is pushed again
+before its commit, e.g. after a redispatch), and returns the block's new rows,
+its ``n_k`` change and the new topics (1 byte a token for ``K <= 256``). ``pull``
+writes rows, totals and topics into the model, keeps each block's returned rows
+to hand on unchanged to the fragment that gets the block next (so the scheduler
+never rebuilds them), and returns the new topics of every fragment; ``sync``
+brings each held fragment's ``z``/``ndk`` to the committed topics (a no-op
+compare when the fragment's own push was the one committed, which is the case
+except after a failure or a move).
+
+An iteration takes at least one round per fragment, so the CLI defaults LDA to
+one fragment per worker (``--fragments`` overrides it).
 
 ``ll_per_token`` is the joint ``log p(w, z)`` over the token count, the quantity
 the ``lda`` package's ``loglikelihood()`` returns (divided by the token count).
@@ -49,6 +55,7 @@ normalised per topic). ``result.json`` holds ``ll_per_token``,
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 from typing import Any
 
@@ -165,30 +172,18 @@ def check_sparse_rows(lengths: np.ndarray, topics: np.ndarray, counts: np.ndarra
         raise ValueError(f"{who}: sparse word-topic rows have a bad topic or count")
 
 
-def fragment_layout(doc_ptr: np.ndarray, words: np.ndarray, word_block: np.ndarray,
-                    n_blocks: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """How one fragment's tokens are grouped into cells (fragment x word block).
+def word_ranks(word_block: np.ndarray, n_blocks: int) -> tuple[np.ndarray, np.ndarray]:
+    """Each word's row in its block (words of a block in increasing id order) and block sizes.
 
-    Returns ``(order, block_ptr, rows, cell_words, cell_ptr)``:
-
-    * ``order``/``block_ptr``: :func:`lda_kernels.build_block_index` (block ``b``'s
-      token positions are ``order[block_ptr[b]:block_ptr[b + 1]]``, in document order);
-    * ``cell_words[cell_ptr[b]:cell_ptr[b + 1]]``: the distinct words of block ``b``
-      in this fragment (sorted), i.e. the ``nwk`` rows the fragment needs for it;
-    * ``rows``: for each token in ``order``, its word's index in its cell's list.
-
-    The scheduler and the worker both call this on the same tokens, so they agree
-    on every position and row without sending the layout.
+    Block ``b``'s rows are the words ``np.flatnonzero(word_block == b)``; returns
+    ``(rank: int32[V], sizes: int64[n_blocks])``.
     """
-    n_words = word_block.shape[0]
-    order, block_ptr = lk.build_block_index(doc_ptr, words, word_block, n_blocks)
-    w = words[order]
-    key = word_block[w].astype(np.int64) * n_words + w
-    uniq, inv = np.unique(key, return_inverse=True)
-    cell_words = (uniq % n_words).astype(np.int32)
-    cell_ptr = np.searchsorted(uniq // n_words, np.arange(n_blocks + 1)).astype(np.int64)
-    rows = (inv.ravel() - np.repeat(cell_ptr[:-1], np.diff(block_ptr))).astype(np.int32)
-    return order, block_ptr, rows, cell_words, cell_ptr
+    order = np.argsort(word_block, kind="stable")
+    sizes = np.bincount(word_block, minlength=n_blocks).astype(np.int64)
+    starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+    rank = np.empty(word_block.size, np.int32)
+    rank[order] = np.arange(word_block.size) - np.repeat(starts, sizes)
+    return rank, sizes
 
 
 def expand_tokens(X: sp.csr_matrix) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -224,6 +219,16 @@ def check_counts(nwk: np.ndarray, nk: np.ndarray, z: np.ndarray, words: np.ndarr
         fail("nwk != counts of (word, z)")
 
 
+def _looks_like_uci(path: Path) -> bool:
+    """A UCI bag-of-words file starts with three lines holding one integer each (D, W, NNZ)."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(4096).split(b"\n")[:3]
+    except OSError:
+        return False  # the loader reports it
+    return len(head) == 3 and all(line.strip().isdigit() for line in head)
+
+
 def _int32(values: np.ndarray) -> np.ndarray:
     """A writable int32 copy (wire arrays are read-only; compiled helpers take one type)."""
     return np.array(values, dtype=np.int32)
@@ -238,8 +243,9 @@ def _warm_up() -> None:
     (cached) machine code is loaded before the clock starts."""
     one = np.zeros(1, np.int32)
     ndk = np.ones((1, 1), np.int32)
-    lk.sample_block(np.zeros(1, np.int64), one.copy(), one.copy(), one.copy(), ndk,
-                    ndk.copy(), one.copy(), np.ones(1, np.int64), 0.1, 0.1, 0.1, 1)
+    lk.sample_block_sparse(np.zeros(1, np.int64), one.copy(), one.copy(), one.copy(), ndk.copy(),
+                           np.ones(1, np.int32), one.copy(), np.ones(1, np.int32), one.copy(),
+                           np.ones(1, np.int64), 0.1, 0.1, 0.1, 1)
     reassign(one, one.copy(), one.copy(), ndk.copy())
     lk.ll_docs_part(ndk, np.ones(1, np.int64), 0.1)
     lk.ll_words_part(ndk, np.ones(1, np.int64), 0.1)
@@ -291,6 +297,12 @@ class LDA(SMPProgram):
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> "LDA":
+        # One iteration takes at least one round per fragment (each fragment must meet
+        # every vocabulary block), so LDA defaults to one fragment per worker rather
+        # than the runtime's four: fewer, larger rounds.
+        if getattr(args, "fragments", None) is None and hasattr(args, "workers"):
+            devices = [d for d in (getattr(args, "devices", None) or "").split(",") if d.strip()]
+            args.fragments = len(devices) or args.workers
         return cls(topics=args.topics, alpha=args.alpha, beta=args.beta,
                    iterations=args.iterations, blocks=args.blocks, ll_every=args.ll_every,
                    top_words=args.top_words, fmt=args.format, vocab=args.vocab,
@@ -323,11 +335,13 @@ class LDA(SMPProgram):
         elif isinstance(source, tuple) and source and isinstance(source[0], Corpus):
             corpus = source[0]  # what make_corpus returns
         elif isinstance(source, (str, bytes)) or hasattr(source, "__fspath__"):
-            corpus = load_corpus(Path(str(source)), p["fmt"], p["vocab"], bool(p["stopwords"]))
+            path = Path(os.fsdecode(source))
+            fmt = p["fmt"] or ("uci" if _looks_like_uci(path) else None)
+            corpus = load_corpus(path, fmt, p["vocab"], bool(p["stopwords"]))
         else:
             raise InputError(f"LDA data must be a path or a Corpus, not {type(source).__name__}")
-        doc_ptr = np.asarray(corpus.doc_ptr, dtype=np.int64)
-        words = np.asarray(corpus.words, dtype=np.int32)
+        doc_ptr = np.array(corpus.doc_ptr, dtype=np.int64)  # copies: the CSR below takes them
+        words = np.array(corpus.words, dtype=np.int32)      # over and sorts them in place
         n_words = len(corpus.vocab)
         if words.size == 0:
             raise InputError("corpus has no tokens")
@@ -356,20 +370,19 @@ class LDA(SMPProgram):
         doc_ptr, words, doc_of_token = expand_tokens(X)
         N = int(words.size)
         word_block = balance_word_blocks(np.bincount(words, minlength=V).astype(np.int64), B)
-        # per fragment: global token positions in block-major order and cell word lists
+        # per fragment: global token positions grouped by block (build_block_index order,
+        # which the worker computes the same way from the same tokens)
         gpos = np.empty(N, np.int64)
         tok_ptr = np.array([doc_ptr[a] for a, _ in ctx.bounds] + [N], np.int64)
-        cell_tok = np.empty((F, B + 1), np.int64)  # global offsets into gpos
-        cell_words, cell_ptr = [], []
+        cell_tok = np.empty((F, B + 1), np.int64)  # cell (f, b): gpos[cell_tok[f, b]:cell_tok[f, b + 1]]
         for f, (a, b) in enumerate(ctx.bounds):
-            order, block_ptr, _, cw, cp = fragment_layout(doc_ptr[a:b + 1], words, word_block, B)
+            order, block_ptr = lk.build_block_index(doc_ptr[a:b + 1], words, word_block, B)
             gpos[tok_ptr[f]:tok_ptr[f + 1]] = order
             cell_tok[f] = tok_ptr[f] + block_ptr
-            cell_words.append(cw)
-            cell_ptr.append(cp)
+        block_words = [np.flatnonzero(word_block == b).astype(np.int32) for b in range(B)]
         ctx.cache.update(words=words, doc_of_token=doc_of_token, doc_lengths=np.diff(doc_ptr),
-                         word_block=word_block, gpos=gpos, tok_ptr=tok_ptr, cell_tok=cell_tok,
-                         cell_words=cell_words, cell_ptr=cell_ptr, inflight=[],
+                         word_block=word_block, block_words=block_words, gpos=gpos,
+                         tok_ptr=tok_ptr, cell_tok=cell_tok, inflight=[], block_rows={},
                          n_tokens=N, n_blocks=B, vocab=self._vocab or [str(i) for i in range(V)])
         seed = int(ctx.rng.integers(0, 2**31 - 1))
         z = lk.random_topics(N, K, seed)
@@ -377,7 +390,7 @@ class LDA(SMPProgram):
         nk = lk.topic_totals(z, K)
         ctx.model.update(z=z, nwk=nwk, nk=nk)
         ll = self._log_likelihood(ctx)
-        ctx.state.update(step=0, iteration=0, seed=seed, ll=ll, ll_history=[[0, ll / N]])
+        ctx.state.update(step=0, iteration=0, n_blocks=B, seed=seed, ll=ll, ll_history=[[0, ll / N]])
         ctx.report(iteration=0, ll_per_token=ll / N)
         _warm_up()  # load the compiled helpers before the clock starts
 
@@ -389,13 +402,12 @@ class LDA(SMPProgram):
         return lk.ll_words_part(m["nwk"], m["nk"], float(p["beta"])) \
             + lk.ll_docs_part(ndk, c["doc_lengths"], float(p["alpha"]))
 
-    def _cell_words(self, ctx: SchedulerContext, f: int, b: int) -> np.ndarray:
-        cp = ctx.cache["cell_ptr"][f]
-        return ctx.cache["cell_words"][f][cp[b]:cp[b + 1]]
-
     def schedule(self, ctx: SchedulerContext) -> PerFragment | None:
         st, cache = ctx.state, ctx.cache
         B = cache["n_blocks"]
+        if st["n_blocks"] != B:  # resumed with other fragments: restart the current iteration
+            st["step"] = st["step"] // st["n_blocks"] * B
+            st["n_blocks"] = B
         if cache["inflight"] or st["step"] >= int(self.params["iterations"]) * B:
             return None  # a round needs the previous one committed (rotation), or we are done
         step = int(st["step"])
@@ -409,9 +421,13 @@ class LDA(SMPProgram):
         wire = _wire_topics_dtype(nk.size)
         plan = PerFragment()
         for f, b in enumerate(rotation(B, ctx.n_fragments, step)):
-            lengths, topics, counts = sparse_rows(nwk, self._cell_words(ctx, f, int(b)))
-            plan[f] = {"step": step, "b": int(b), "seed": int(seeds[f]), "ll": bool(want_ll),
-                       "rl": lengths, "rt": topics.astype(wire), "rc": counts, "nk": nk}
+            b = int(b)
+            rows = cache["block_rows"].get(b)
+            if rows is None:  # not sampled since the start (or a resume): read the model
+                lengths, topics, counts = sparse_rows(nwk, cache["block_words"][b])
+                rows = (lengths, topics.astype(wire), counts)
+            plan[f] = {"step": step, "b": b, "seed": int(seeds[f]), "ll": bool(want_ll),
+                       "rl": rows[0], "rt": rows[1], "rc": rows[2], "nk": nk}
         cache["inflight"].append(step)
         return plan
 
@@ -424,7 +440,7 @@ class LDA(SMPProgram):
         frags, blocks, zs = [], [], []
         for f, part in partials.items():
             b = int(block[f]["b"])
-            cw = self._cell_words(ctx, f, b)
+            bw = cache["block_words"][b]
             lo, hi = cache["cell_tok"][f, b], cache["cell_tok"][f, b + 1]
             new_z = part["z"]
             if new_z.shape != (hi - lo,) or part["dnk"].shape != (K,):
@@ -432,8 +448,9 @@ class LDA(SMPProgram):
             if new_z.size and int(new_z.max()) >= K:
                 raise ValueError(f"LDA partial of fragment {f} has a topic out of range")
             rows = _int32(part["rl"]), _int32(part["rt"]), _int32(part["rc"])
-            check_sparse_rows(*rows, cw.size, K, f"fragment {f}")
-            scatter_rows(nwk, cw, *rows)
+            check_sparse_rows(*rows, bw.size, K, f"fragment {f}")
+            scatter_rows(nwk, bw, *rows)
+            cache["block_rows"][b] = (part["rl"], part["rt"], part["rc"])  # next round's input
             dnk += part["dnk"]
             scatter_topics(z, cache["gpos"][lo:hi], _int32(new_z))
             frags.append(int(f))
@@ -524,15 +541,20 @@ class LDA(SMPProgram):
         if z.shape != words.shape:
             raise ValueError(f"snapshot of fragment {fragment} has {z.size} topics for {words.size} tokens")
         word_block = np.asarray(model["word_block"], dtype=np.int32)
-        order, block_ptr, rows, _, cell_ptr = fragment_layout(doc_ptr, words, word_block,
-                                                              int(model["n_blocks"]))
-        longest = int(np.diff(block_ptr).max(initial=0))
-        widest = int(np.diff(cell_ptr).max(initial=0))
+        n_blocks = int(model["n_blocks"])
+        if word_block.shape != (int(wctx.meta["n_words"]),) or word_block.size and (
+                word_block.min() < 0 or word_block.max() >= n_blocks):
+            raise ValueError("snapshot's word blocks do not match the vocabulary")
+        # tokens grouped by block (the scheduler's order), each with its word's row in the block
+        order, block_ptr = lk.build_block_index(doc_ptr, words, word_block, n_blocks)
+        rank, sizes = word_ranks(word_block, n_blocks)
         wctx.fragments[fragment] = {
-            "rows": rows, "doc": doc_of_token[order], "z": z[order], "block_ptr": block_ptr,
-            "ndk": lk.doc_topic_counts(doc_of_token, z, n_docs, K),
-            "doc_lengths": np.diff(doc_ptr), "positions": np.arange(longest, dtype=np.int64),
-            "identity": np.arange(max(widest, 1), dtype=np.int32), "pending": None,
+            "rows": rank[words[order]], "doc": doc_of_token[order], "z": z[order],
+            "block_ptr": block_ptr, "block_sizes": sizes,
+            "ndk": lk.doc_topic_counts(doc_of_token, z, n_docs, K), "doc_lengths": np.diff(doc_ptr),
+            "positions": np.arange(int(np.diff(block_ptr).max(initial=0)), dtype=np.int64),
+            "identity": np.arange(max(int(sizes.max(initial=0)), 1), dtype=np.int32),
+            "pending": None,
         }
         if not wctx.cache.get("lda_warm"):
             _warm_up()
@@ -546,23 +568,18 @@ class LDA(SMPProgram):
         b = int(block["b"])
         lo, hi = int(st["block_ptr"][b]), int(st["block_ptr"][b + 1])
         rows = _int32(block["rl"]), _int32(block["rt"]), _int32(block["rc"])
-        n_rows = rows[0].size
-        check_sparse_rows(*rows, n_rows, K, "scheduler")
-        if n_rows > st["identity"].size:
-            raise ValueError(f"block {b} has {n_rows} rows for a cell of {st['identity'].size} words")
-        nwk_rows = np.zeros((n_rows, K), np.int32)
-        scatter_rows(nwk_rows, st["identity"][:n_rows], *rows)
+        check_sparse_rows(*rows, int(st["block_sizes"][b]), K, "scheduler")
         nk = np.array(block["nk"], dtype=np.int64)
         nk_before = nk.copy()
         z = st["z"][lo:hi]
         st["pending"] = (int(block["step"]), b, z.copy())
-        lk.sample_block(st["positions"][:hi - lo], st["rows"][lo:hi], st["doc"][lo:hi], z,
-                        st["ndk"], nwk_rows, st["identity"], nk, float(p["alpha"]),
-                        float(p["beta"]), float(p["beta"]) * int(wctx.meta["n_words"]),
-                        int(block["seed"]))
-        lengths, topics, counts = sparse_rows(nwk_rows, st["identity"][:n_rows])
-        out = {"rl": lengths, "rt": topics.astype(_wire_topics_dtype(K)), "rc": counts,
-               "dnk": nk - nk_before, "z": z.astype(_wire_topics_dtype(K))}
+        _, lengths, topics, counts = lk.sample_block_sparse(
+            st["positions"][:hi - lo], st["rows"][lo:hi], st["doc"][lo:hi], z, st["ndk"], *rows,
+            st["identity"], nk, float(p["alpha"]), float(p["beta"]),
+            float(p["beta"]) * int(wctx.meta["n_words"]), int(block["seed"]))
+        wire = _wire_topics_dtype(K)
+        out = {"rl": lengths, "rt": topics.astype(wire), "rc": counts, "dnk": nk - nk_before,
+               "z": z.astype(wire)}
         if block["ll"]:
             out["ll_docs"] = lk.ll_docs_part(st["ndk"], st["doc_lengths"], float(p["alpha"]))
         if p["check_counts"]:

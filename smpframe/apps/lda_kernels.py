@@ -51,6 +51,7 @@ __all__ = [
     "log_likelihood",
     "random_topics",
     "sample_block",
+    "sample_block_sparse",
     "topic_totals",
     "word_topic_counts",
 ]
@@ -225,9 +226,142 @@ def sample_block(
     Helpers are written out inline on purpose: passing arrays to inlined
     numba functions costs atomic reference-count updates per token.
     """
+    n_topics = nk.shape[0]
+    slot_of_row, tok_slot, n_slots = _token_slots(token_positions, words, word_row,
+                                                  nwk_block.shape[0])
+    # Word lists, one slot per word row this call touches (in order of first
+    # touch): w_list[s] holds (topic, count) pairs of the word's nonzero
+    # topics, interleaved so the word bucket reads one short contiguous run;
+    # w_pos[s, k] is topic k's pair index, trusted only if it points at k.
+    # nwk_block is read to build the lists and written back at the end.
+    row_of_slot = np.empty(n_slots, np.int32)
+    w_len = np.zeros(n_slots, np.int32)
+    w_list = np.empty((n_slots, 2 * n_topics), np.int32)
+    w_pos = np.empty((n_slots, n_topics), np.int32)
+    for row in range(nwk_block.shape[0]):
+        sl = slot_of_row[row]
+        if sl >= 0:
+            row_of_slot[sl] = row
+            n = 0
+            for k in range(n_topics):
+                c = nwk_block[row, k]
+                if c > 0:
+                    w_list[sl, 2 * n] = k
+                    w_list[sl, 2 * n + 1] = c
+                    w_pos[sl, k] = n
+                    n += 1
+            w_len[sl] = n
+    changed = _gibbs_sweep(token_positions, doc_of_token, z, ndk, nk, alpha, beta, beta_sum,
+                           seed, tok_slot, w_list, w_len, w_pos)
+    for sl in range(n_slots):
+        row = row_of_slot[sl]
+        nwk_block[row, :] = 0
+        for m in range(w_len[sl]):
+            nwk_block[row, w_list[sl, 2 * m]] = w_list[sl, 2 * m + 1]
+    return changed
+
+
+@njit(cache=True, nogil=True)
+def sample_block_sparse(
+    token_positions,
+    words,
+    doc_of_token,
+    z,
+    ndk,
+    row_len,
+    row_topic,
+    row_count,
+    word_row,
+    nk,
+    alpha: float,
+    beta: float,
+    beta_sum: float,
+    seed: int,
+):
+    """:func:`sample_block` with the block's word-topic rows in sparse form.
+
+    Row ``r`` of the block is ``row_len[r]`` (topic, count) pairs, stored one row
+    after another in ``row_topic``/``row_count`` (any topic order; zero counts
+    are skipped). Nothing is read or written per (row, topic) cell, so the cost
+    is the tokens plus the nonzeros, not rows x K. The input rows are not
+    changed; returns ``(changed, new_len, new_topic, new_count)``: the block's
+    rows after sampling, in the same form (rows no token touched are copied).
+    Same chain as :func:`sample_block` when each input row lists its topics in
+    increasing order.
+    """
+    n_topics = nk.shape[0]
+    n_rows = row_len.shape[0]
+    n_tok = token_positions.shape[0]
+    row_ptr = np.zeros(n_rows + 1, np.int64)
+    for r in range(n_rows):
+        row_ptr[r + 1] = row_ptr[r] + row_len[r]
+    slot_of_row, tok_slot, n_slots = _token_slots(token_positions, words, word_row, n_rows)
+    row_of_slot = np.empty(n_slots, np.int32)
+    w_len = np.zeros(n_slots, np.int32)
+    w_list = np.empty((n_slots, 2 * n_topics), np.int32)
+    w_pos = np.empty((n_slots, n_topics), np.int32)
+    for row in range(n_rows):
+        sl = slot_of_row[row]
+        if sl >= 0:
+            row_of_slot[sl] = row
+            n = 0
+            for e in range(row_ptr[row], row_ptr[row + 1]):
+                c = row_count[e]
+                if c > 0:
+                    k = row_topic[e]
+                    w_list[sl, 2 * n] = k
+                    w_list[sl, 2 * n + 1] = c
+                    w_pos[sl, k] = n
+                    n += 1
+            w_len[sl] = n
+    changed = _gibbs_sweep(token_positions, doc_of_token, z, ndk, nk, alpha, beta, beta_sum,
+                           seed, tok_slot, w_list, w_len, w_pos)
+    new_len = np.empty(n_rows, np.int32)
+    new_topic = np.empty(row_ptr[n_rows] + n_tok, np.int32)  # a token adds <= 1 nonzero
+    new_count = np.empty(row_ptr[n_rows] + n_tok, np.int32)
+    j = 0
+    for row in range(n_rows):
+        first = j
+        sl = slot_of_row[row]
+        if sl >= 0:
+            for m in range(w_len[sl]):
+                new_topic[j] = w_list[sl, 2 * m]
+                new_count[j] = w_list[sl, 2 * m + 1]
+                j += 1
+        else:
+            for e in range(row_ptr[row], row_ptr[row + 1]):
+                if row_count[e] > 0:
+                    new_topic[j] = row_topic[e]
+                    new_count[j] = row_count[e]
+                    j += 1
+        new_len[row] = j - first
+    return changed, new_len, new_topic[:j], new_count[:j]
+
+
+@njit(cache=True, nogil=True)
+def _token_slots(token_positions, words, word_row, n_rows):
+    """Slot of each touched row (in order of first touch) and of each token."""
+    n_tok = token_positions.shape[0]
+    slot_of_row = np.full(n_rows, -1, np.int32)
+    tok_slot = np.empty(n_tok, np.int32)
+    n_slots = 0
+    for j in range(n_tok):
+        row = word_row[words[token_positions[j]]]
+        if row < 0 or row >= n_rows:
+            raise ValueError("sample_block: token whose word is not in the block")
+        if slot_of_row[row] < 0:
+            slot_of_row[row] = n_slots
+            n_slots += 1
+        tok_slot[j] = slot_of_row[row]
+    return slot_of_row, tok_slot, n_slots
+
+
+@njit(cache=True, nogil=True)
+def _gibbs_sweep(token_positions, doc_of_token, z, ndk, nk, alpha, beta, beta_sum, seed,
+                 tok_slot, w_list, w_len, w_pos):
+    """The sampling loop of :func:`sample_block` over prepared word lists."""
     state = np.uint64(seed) * np.uint64(0xD1B54A32D192ED03)
     n_topics = nk.shape[0]
-    n_rows = nwk_block.shape[0]
     n_tok = token_positions.shape[0]
     ab = alpha * beta
 
@@ -241,39 +375,6 @@ def sample_block(
         s_sum += inv[k]
     s_sum *= ab
 
-    # Word lists, one slot per word row this call touches (in order of first
-    # touch): w_list[s] holds (topic, count) pairs of the word's nonzero
-    # topics, interleaved so the word bucket reads one short contiguous run;
-    # w_pos[s, k] is topic k's pair index, trusted only if it points at k.
-    # nwk_block is read to build the lists and written back at the end.
-    slot_of_row = np.full(n_rows, -1, np.int32)
-    tok_slot = np.empty(n_tok, np.int32)
-    n_slots = 0
-    for j in range(n_tok):
-        row = word_row[words[token_positions[j]]]
-        if row < 0:
-            raise ValueError("sample_block: token whose word is not in the block")
-        if slot_of_row[row] < 0:
-            slot_of_row[row] = n_slots
-            n_slots += 1
-        tok_slot[j] = slot_of_row[row]
-    row_of_slot = np.empty(n_slots, np.int32)
-    w_len = np.zeros(n_slots, np.int32)
-    w_list = np.empty((n_slots, 2 * n_topics), np.int32)
-    w_pos = np.empty((n_slots, n_topics), np.int32)
-    for row in range(n_rows):
-        sl = slot_of_row[row]
-        if sl >= 0:
-            row_of_slot[sl] = row
-            n = 0
-            for k in range(n_topics):
-                c = nwk_block[row, k]
-                if c > 0:
-                    w_list[sl, 2 * n] = k
-                    w_list[sl, 2 * n + 1] = c
-                    w_pos[sl, k] = n
-                    n += 1
-            w_len[sl] = n
     # nonzero-topic list of the current document
     d_top = np.empty(n_topics, np.int32)
     d_pos = np.empty(n_topics, np.int32)
@@ -436,11 +537,6 @@ def sample_block(
         z[i] = new
         changed += new != old
 
-    for sl in range(n_slots):
-        row = row_of_slot[sl]
-        nwk_block[row, :] = 0
-        for m in range(w_len[sl]):
-            nwk_block[row, w_list[sl, 2 * m]] = w_list[sl, 2 * m + 1]
     return changed
 
 

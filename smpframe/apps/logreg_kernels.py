@@ -41,130 +41,92 @@ def all_rows(m, y, loss, a, dl, w):
 
 
 @njit(cache=True, nogil=True)
-def block_grad(indptr, indices, data, cols, dl, w):
-    """Per column in ``cols``: ``g = sum x dl`` and ``c = sum x w`` (coupling to the intercept)."""
+def block_grad(indptr, indices, data, cols, dl):
+    """``g_k = sum x_k dl`` for every column k in ``cols``."""
     kb = cols.shape[0]
     g = np.empty(kb)
-    c = np.empty(kb)
     for k in range(kb):
         j = cols[k]
-        sg = 0.0
-        sc = 0.0
+        acc = 0.0
         for p in range(indptr[j], indptr[j + 1]):
-            v = data[p]
-            i = indices[p]
-            sg += v * dl[i]
-            sc += v * w[i]
-        g[k] = sg
-        c[k] = sc
-    return g, c
+            acc += data[p] * dl[indices[p]]
+        g[k] = acc
+    return g
 
 
 @njit(cache=True, nogil=True)
-def block_sums(indptr, indices, data, cols, dl, w):
-    """Gradient, intercept coupling and weighted Gram of the columns ``cols``.
+def newton_block(indptr, indices, data, cols, w, g, g0, beta, lam, intercept, max_passes, rel_tol):
+    """Coordinate descent on the block's L1-regularised Newton model (GLMNET's subproblem).
 
-    Returns ``(g, c, gram)``: ``g_k = sum x_k dl``, ``c_k = sum x_k w`` and the packed
-    lower triangle of ``X_B^T W X_B`` (entry (k, l), k >= l, at ``k(k+1)/2 + l``),
-    formed row by row from the block's entries (cost: sum over rows of the squared
-    number of block entries in the row).
+    Minimises over the block step ``d`` (and the intercept step ``d0``)::
+
+        g.d + g0 d0 + (1/2n) sum_i w_i (x_iB.d + d0)^2 + lam |beta + d|_1
+
+    with ``g``, ``g0`` the gradient (already divided by n) and ``w`` the rows'
+    curvatures. The product ``r = X_B d + d0`` is kept up to date, so a pass costs
+    the block's nonzeros (plus n for the intercept), with no Gram matrix. Passes stop
+    when the largest change falls below ``rel_tol`` times the first pass's, or after
+    ``max_passes``. Returns ``(d, d0, quad)`` with ``quad = (1/n) sum w r^2``.
     """
-    n = dl.shape[0]
+    n = w.shape[0]
     kb = cols.shape[0]
-    g = np.zeros(kb)
-    c = np.zeros(kb)
-    gram = np.zeros(kb * (kb + 1) // 2)
-    count = np.zeros(n, np.int64)
-    total = 0
+    inv_n = 1.0 / n
+    hess = np.empty(kb)
     for k in range(kb):
         j = cols[k]
+        acc = 0.0
         for p in range(indptr[j], indptr[j + 1]):
-            v = data[p]
-            i = indices[p]
-            g[k] += v * dl[i]
-            c[k] += v * w[i]
-            count[i] += 1
-            total += 1
-    # rows' block entries, grouped by row (counting sort), columns in block order
-    start = np.empty(n + 1, np.int64)
-    start[0] = 0
-    for i in range(n):
-        start[i + 1] = start[i] + count[i]
-    ent_k = np.empty(total, np.int64)
-    ent_v = np.empty(total)
-    for k in range(kb):
-        j = cols[k]
-        for p in range(indptr[j], indptr[j + 1]):
-            i = indices[p]
-            q = start[i + 1] - count[i]
-            count[i] -= 1
-            ent_k[q] = k
-            ent_v[q] = data[p]
-    for i in range(n):
-        lo = start[i]
-        hi = start[i + 1]
-        if lo == hi:
-            continue
-        wi = w[i]
-        for q in range(lo, hi):
-            ka = ent_k[q]
-            va = ent_v[q] * wi
-            base = ka * (ka + 1) // 2
-            for r in range(lo, q + 1):
-                gram[base + ent_k[r]] += va * ent_v[r]
-    return g, c, gram
-
-
-@njit(cache=True, nogil=True)
-def solve_block(gram, g, c, g0, h0, beta, lam, intercept, max_passes, tol):
-    """Exact coordinate descent on the block's L1 Newton subproblem.
-
-    Minimises ``g.d + g0 d0 + d^T G d / 2 + d0 c.d + h0 d0^2 / 2 + lam |beta + d|_1``
-    over the block step ``d`` and the intercept step ``d0`` (``G`` full symmetric).
-    Returns ``(d, d0)``.
-    """
-    b = g.shape[0]
-    delta = np.zeros(b)
-    q = np.zeros(b)  # G @ delta
-    cd = 0.0         # c . delta
+            acc += data[p] * data[p] * w[indices[p]]
+        hess[k] = acc * inv_n
+    h0 = 0.0
+    if intercept:
+        for i in range(n):
+            h0 += w[i]
+        h0 *= inv_n
+    delta = np.zeros(kb)
+    r = np.zeros(n)
     d0 = 0.0
+    first = -1.0
     for _ in range(max_passes):
         biggest = 0.0
         if intercept and h0 > 0.0:
-            new = -(g0 + cd) / h0
-            biggest = abs(new - d0)
-            d0 = new
-        for j in range(b):
-            gjj = gram[j, j]
-            if gjj <= 0.0:
+            acc = 0.0
+            for i in range(n):
+                acc += w[i] * r[i]
+            step = -(g0 + acc * inv_n) / h0
+            if step != 0.0:
+                d0 += step
+                for i in range(n):
+                    r[i] += step
+                biggest = abs(step)
+        for k in range(kb):
+            hk = hess[k]
+            if hk <= 0.0:
                 continue
-            u = beta[j] + delta[j]
-            z = gjj * u - (g[j] + q[j] + c[j] * d0)
+            j = cols[k]
+            acc = 0.0
+            for p in range(indptr[j], indptr[j + 1]):
+                i = indices[p]
+                acc += data[p] * w[i] * r[i]
+            grad = g[k] + acc * inv_n
+            u = beta[k] + delta[k]
+            z = hk * u - grad
             mag = abs(z) - lam
-            new = (np.sign(z) * mag / gjj) if mag > 0.0 else 0.0
+            new = (np.sign(z) * mag / hk) if mag > 0.0 else 0.0
             step = new - u
             if step != 0.0:
-                delta[j] += step
-                cd += c[j] * step
-                for k in range(b):
-                    q[k] += gram[k, j] * step
+                delta[k] += step
+                for p in range(indptr[j], indptr[j + 1]):
+                    r[indices[p]] += step * data[p]
                 biggest = max(biggest, abs(step))
-        if biggest <= tol:
+        if first < 0.0:
+            first = biggest
+        if biggest <= rel_tol * first:
             break
-    return delta, d0
-
-
-@njit(cache=True, nogil=True)
-def unpack_gram(packed, b):
-    """Full symmetric matrix from a packed lower triangle."""
-    out = np.empty((b, b))
-    k = 0
-    for i in range(b):
-        for j in range(i + 1):
-            out[i, j] = packed[k]
-            out[j, i] = packed[k]
-            k += 1
-    return out
+    quad = 0.0
+    for i in range(n):
+        quad += w[i] * r[i] * r[i]
+    return delta, d0, quad * inv_n
 
 
 @njit(cache=True, nogil=True)
@@ -224,8 +186,7 @@ def warm_up_scheduler() -> None:
     """Load the scheduler's kernels before the clock starts."""
     one = np.ones(1)
     tiny = (np.array([0, 1], np.int32), np.array([0], np.int32), one)
-    block_sums(*tiny, np.zeros(1, np.int64), one, one)
-    solve_block(unpack_gram(one, 1), one, one, 0.0, 1.0, one, 0.1, True, 1, 0.0)
+    newton_block(*tiny, np.zeros(1, np.int64), one, one, 0.0, one, 0.1, True, 2, 0.1)
 
 
 def warm_up(parts: tuple[np.ndarray, np.ndarray, np.ndarray]) -> None:
@@ -236,8 +197,7 @@ def warm_up(parts: tuple[np.ndarray, np.ndarray, np.ndarray]) -> None:
     one = np.ones(1)
     cols = np.zeros(1, np.int64)
     all_rows(v.copy(), one, v.copy(), v.copy(), v.copy(), v.copy())
-    block_sums(*tiny, cols, v, v)
-    block_grad(*tiny, cols, v, v)
+    block_grad(*tiny, cols, v)
     full_sums(*tiny, v, v, v, one)
     apply_step(*tiny, cols, one, 0.5, v.copy(), one, v.copy(), v.copy(), v.copy(), v.copy(),
                np.zeros(1, np.bool_), np.zeros(1, np.int64))

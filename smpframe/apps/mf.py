@@ -23,31 +23,40 @@ from smpframe.program import Dataset, Payload, SchedulerContext, SMPProgram, Wor
 
 
 class MatrixFactorization(SMPProgram):
-    """Matrix factorisation of ratings (biased, low rank) by scheduled CCD++.
+    """Matrix factorisation of ratings (biased, low rank) by scheduled coordinate descent.
 
     **Data layout.** Ratings are partitioned across workers by whole rows of the
     rating matrix of the *local side*: the side with more ids (items on MovieLens),
-    so every rating of a local id lives in one fragment. Workers keep the residual
-    ``e = r - prediction`` of their ratings and a copy of the factor columns they touch.
+    so every rating of a local id lives in one fragment (fragments own disjoint
+    local rows). Workers keep their ratings and the parameter rows they touch.
 
-    **Schedule.** An epoch is one bias round (when biases are on) and then, for each
-    factor ``k = 0..rank-1`` (``inner`` times), one round of the CCD++ rank-one
-    update of column k on both sides. In a round, each fragment forms the local
-    side's numerator/denominator sums ``sum rho h``, ``sum h^2`` (``rho = e + w_k h_k``)
-    and, since it holds all ratings of its local ids, the updated local column; then
-    the other side's sums using that column. The scheduler commits the local column
-    (each fragment owns disjoint local rows, so no two workers write the same rows),
-    adds the other side's sums over fragments, commits that column, and broadcasts
-    both; workers update their residuals. This is exactly sequential CCD++ (local
-    side, then the other side) at one round per factor, so the objective never rises.
+    **Schedule.** Parameters are ``theta[id] = (bias, w_1..w_K)`` per user and item,
+    updated one coordinate (bias, then factor k = 1..K: rank-one, CCD-style column
+    updates) at a time, each set to its exact minimiser given the rest, so the
+    objective never rises. Two schedules, chosen by size (``mode="auto"``):
 
-    **Reported.** Per epoch: the training objective, training RMSE and, with a test
-    set, test RMSE (progress lines, ``metrics`` and ``summary["history"]``).
+    * ``epoch`` (one round per epoch): each fragment sweeps its local rows' coordinates
+      (exact: it holds all their ratings), then returns, per other-side id, the
+      numerator ``sum y x`` and the denominator/cross sums ``sum x x^T`` of that
+      side's coordinate updates computed with the new local rows; the scheduler
+      commits the local rows, adds the sums over fragments and sweeps the other
+      side's coordinates (so no two workers ever write the same rows). ``inner``
+      sweeps per side and epoch. Used when the ``(K+1)^2/2`` sums per other-side id
+      stay small (rank up to ~20).
+    * ``factor`` (CCD++, one round per factor): workers keep residuals; a round
+      updates column k on both sides (local side in the fragment, other side from
+      per-id numerator/denominator sums ``sum rho h``, ``sum h^2``); the bias
+      columns take one round; ``inner`` repeats each factor (CCD++ inner iterations).
+
+    The training loss after a round is computed exactly from the same sums, so every
+    epoch's objective, training RMSE and (with a test set) test RMSE are reported
+    (progress lines, ``metrics``, ``summary["history"]``) at no extra round.
 
     **Prediction / unseen ids.** ``mu + b_u + b_i + w_u . h_i``, clipped to the
-    training ratings' range. A test user (item) never seen in training has no bias
-    or factors: its terms drop out, so an unseen user gets ``mu + b_i``, an unseen
-    item ``mu + b_u``, and a pair of unseen ids the global mean ``mu``.
+    training ratings' range; ``mu`` is the mean training rating. A test user (item)
+    never seen in training has no bias or factors: its terms drop out, so an unseen
+    user gets ``mu + b_i``, an unseen item ``mu + b_u``, and a pair of unseen ids
+    the global mean ``mu`` (without biases: 0).
 
     **Saved model** (``model.npz``): ``user_factors`` (n_users x rank),
     ``item_factors``, ``user_bias``, ``item_bias``, ``global_mean``, ``rating_range``,
@@ -62,7 +71,7 @@ class MatrixFactorization(SMPProgram):
 
     name = "mf"
 
-    def __init__(self, rank: int = 10, lam: float = 8.0, epochs: int = 15, inner: int = 1,
+    def __init__(self, rank: int = 10, lam: float = 10.0, epochs: int = 20, inner: int = 2,
                  biases: bool = True, test: str | None = None, fmt: str | None = None,
                  tol: float = 0.0, mode: str = "auto", init_scale: float = 0.1,
                  synthetic: dict[str, Any] | None = None) -> None:
@@ -78,11 +87,11 @@ class MatrixFactorization(SMPProgram):
         parser.add_argument("--format", choices=["csv", "tsv", "dat", "space", "mm"],
                             help="ratings format (default: by suffix and first line)")
         parser.add_argument("--rank", type=int, default=10, help="factors per user/item (default 10)")
-        parser.add_argument("--lambda", dest="lam", type=float, default=8.0,
-                            help="L2 strength on factors and biases (default 8)")
-        parser.add_argument("--epochs", type=int, default=15, help="passes over all factors (default 15)")
-        parser.add_argument("--inner", type=int, default=1,
-                            help="coordinate sweeps per side and epoch (default 1)")
+        parser.add_argument("--lambda", dest="lam", type=float, default=10.0,
+                            help="L2 strength on factors and biases (default 10)")
+        parser.add_argument("--epochs", type=int, default=20, help="passes over all factors (default 20)")
+        parser.add_argument("--inner", type=int, default=2,
+                            help="coordinate sweeps per side and epoch (default 2)")
         parser.add_argument("--test", help="held-out ratings (same format) for test RMSE per epoch")
         parser.add_argument("--no-biases", action="store_true", help="plain w.h, no mean/bias terms")
         parser.add_argument("--tol", type=float, default=0.0,
