@@ -4,7 +4,9 @@
 k-means++ centres for every method. Times: smpframe's timed solve
 (``result.summary["seconds"]``: first round dispatched to last commit, data already
 on the workers) and its whole-run wall time (process start, data shipping, numba
-cache loads included); scikit-learn's and faiss's ``fit``/``train``. Inertia: each
+cache loads included); scikit-learn's and faiss's ``fit``/``train``, each at 1 and
+at <cpus> threads (``--threads``; on a busy machine OpenMP at full width can be the
+slower one). Every time is the best of ``--repeats`` runs. Inertia: each
 method's final centres scored the same way (float64, exact squared distances), so
 faiss's float32 arithmetic shows as a small difference.
 

@@ -11,7 +11,7 @@ import sys
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import Any, TextIO
+from typing import Any, Callable, TextIO
 
 import numpy as np
 import zmq
@@ -83,8 +83,12 @@ class SchedulerServer:
         """Ask the loop (possibly on another thread) to end the run and stop the workers."""
         self._stop_reason = reason
 
-    def run(self) -> RunResult:
-        """Serve until the run finishes; raise ClusterError if it cannot."""
+    def run(self, watch: Callable[[], str | None] | None = None) -> RunResult:
+        """Serve until the run finishes; raise ClusterError if it cannot.
+
+        ``watch`` is polled on every tick; a non-None answer (say, "all worker
+        processes exited") aborts the run with that reason.
+        """
         now = time.monotonic()
         self.state = state = SchedulerState(self.program, self.ctx, self.run_id, self.config, now,
                                             welcome={"program": self.spec, "params": self.ctx.params})
@@ -104,6 +108,9 @@ class SchedulerServer:
                 if now >= next_tick:
                     self._send(state.on_tick(now))
                     next_tick = now + 0.1
+                    problem = watch() if watch is not None else None
+                    if problem is not None and not state.finished:
+                        self._send(state.abort(problem, now))
                 if now >= next_report and state.running:
                     self._report(state, (self.ctx.round - rounds_at_report) / max(now - last_report, 1e-9))
                     rounds_at_report, last_report = self.ctx.round, now

@@ -98,6 +98,7 @@ class SchedulerState:
         self.events: list[dict[str, Any]] = []
         self.all_lost_at: float | None = None
         self.failed_workers: set[str] = set()
+        self.imbalance_streak = 0
         self.peak_mb: dict[str, float] = {}  # peak resident memory each worker reported
         self.throughput = ThroughputTracker()
         self._sizes = [float(ctx.dataset.row_weights()[a:b].sum()) for a, b in ctx.bounds]
@@ -208,7 +209,10 @@ class SchedulerState:
             out += self._remove_worker(worker, "heartbeat timeout", now)
         if self.finished:
             return out
-        if not self.running and self.workers and now - self.started_at > self.config.start_timeout:
+        if not self.running and now - self.started_at > self.config.start_timeout:
+            if not self.workers:
+                self.error = f"no worker joined within {self.config.start_timeout:.0f}s"
+                return out + self._finish(now)
             self._start(now)
             self._reassign(now)
             out += self._advance(now)
@@ -262,8 +266,7 @@ class SchedulerState:
             return
         speeds = self.throughput.speeds(list(self.workers))
         orphans = any(f not in self.owner for f in range(self.ctx.n_fragments))
-        drifted = self.config.balance and not self.inflight and should_rebalance(
-            self.owner, self._sizes, speeds, self.config.rebalance_threshold)
+        drifted = not self.inflight and self._drifted(speeds)
         if not orphans and not drifted:
             return
         total_speed = max(sum(speeds.values()), 1e-12)
@@ -286,6 +289,24 @@ class SchedulerState:
         if moved:
             self._event("assigned", now, moved=moved,
                         owners={w: sorted(r.fragments) for w, r in self.workers.items()})
+
+    def _drifted(self, speeds: dict[str, float]) -> bool:
+        """Speeds call for a new placement: every worker measured twice (the first
+        round includes warm-up), and the imbalance seen on two checks in a row."""
+        measured = all(self.throughput.count(w) >= 2 for w in self.workers)
+        imbalanced = self.config.balance and measured and should_rebalance(
+            self.owner, self._sizes, speeds, self.config.rebalance_threshold)
+        self.imbalance_streak = self.imbalance_streak + 1 if imbalanced else 0
+        return self.imbalance_streak >= 2
+
+    def _wants_rebalance(self) -> bool:
+        """With rounds in flight, a due rebalance pauses dispatch (one pipeline bubble)."""
+        if not self.config.balance or not self.inflight:
+            return False
+        if not all(self.throughput.count(w) >= 2 for w in self.workers):
+            return False
+        speeds = self.throughput.speeds(list(self.workers))
+        return should_rebalance(self.owner, self._sizes, speeds, self.config.rebalance_threshold)
 
     # ---- the round engine -----------------------------------------------------------
     def _advance(self, now: float) -> Outgoing:
@@ -317,7 +338,9 @@ class SchedulerState:
         out += self._redispatch(now)
         if not self.inflight:
             self._reassign(now)
-        while len(self.inflight) <= self.config.pipeline_depth and not self.ctx.stop_requested:
+        pause = self.config.pipeline_depth > 0 and self._wants_rebalance()
+        while not pause and len(self.inflight) <= self.config.pipeline_depth \
+                and not self.ctx.stop_requested:
             if self.config.max_rounds is not None and self.next_round >= self.config.max_rounds:
                 break
             block = self.program.schedule(self.ctx)

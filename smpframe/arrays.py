@@ -31,21 +31,34 @@ def gpu_available() -> bool:
         return False
 
 
-def array_module(device: str) -> Any:
-    """numpy for CPU; cupy bound to the chosen GPU, with a clear error when there is none."""
+def check_device(device: str) -> tuple[str, int]:
+    """Parse ``device`` and, for a GPU, check cupy and the device exist (one-line error).
+
+    Creates no CUDA context, so the scheduler process can call it before starting workers.
+    """
     kind, index = parse_device(device)
     if kind == "cpu":
-        return np
+        return kind, index
     try:
         import cupy
     except ImportError:
-        raise InputError(f"--device {device}: cupy is not installed (pip install 'smpframe[gpu]')") from None
+        raise InputError(f"--devices {device}: cupy is not installed, so this machine cannot run "
+                         "a GPU worker (pip install 'smpframe[gpu]')") from None
     try:
-        count = cupy.cuda.runtime.getDeviceCount()
+        count = int(cupy.cuda.runtime.getDeviceCount())
     except Exception as exc:
-        raise InputError(f"--device {device}: no usable CUDA device ({exc})") from None
+        raise InputError(f"--devices {device}: no usable CUDA device ({exc})") from None
     if index >= count:
-        raise InputError(f"--device {device}: only {count} GPU(s) present")
+        raise InputError(f"--devices {device}: only {count} GPU(s) present")
+    return kind, index
+
+
+def array_module(device: str) -> Any:
+    """numpy for CPU; cupy bound to the chosen GPU."""
+    kind, index = check_device(device)
+    if kind == "cpu":
+        return np
+    import cupy
     cupy.cuda.Device(index).use()
     return cupy
 

@@ -134,13 +134,13 @@ def _csv(text: str | None) -> list[str] | None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from smpframe.arrays import check_device
     from smpframe.launcher import ClusterOptions, run_local
-    from smpframe.arrays import parse_device
 
     program = resolve_program(args.app).from_args(args)
     devices = _csv(args.devices)
     for device in devices or []:
-        parse_device(device)
+        check_device(device)
     slowdowns = [float(s) for s in _csv(args.slowdowns) or []] or None
     n_workers = len(devices) if devices else args.workers
     if slowdowns and len(slowdowns) != n_workers:

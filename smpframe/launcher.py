@@ -77,6 +77,14 @@ def start_workers(address: str, options: ClusterOptions) -> list[subprocess.Pope
     return procs
 
 
+def all_exited(procs: list[subprocess.Popen]) -> str | None:
+    """A reason to give up when every worker process has exited (with their exit codes)."""
+    codes = [p.poll() for p in procs]
+    if procs and all(c is not None for c in codes):
+        return f"all worker processes exited (exit codes {codes}); see their messages above"
+    return None
+
+
 def stop_workers(procs: list[subprocess.Popen], grace: float = 5.0) -> None:
     """Wait for workers told to STOP; terminate, then kill, any that linger."""
     for proc in procs:
@@ -112,7 +120,7 @@ def run_local(program: SMPProgram, data: Any = None, cluster: ClusterOptions | N
     server = SchedulerServer(program, program_spec(type(program)), data, config, options)
     procs = start_workers(server.address, cluster)
     try:
-        result = server.run()
+        result = server.run(watch=lambda: all_exited(procs))
     finally:
         stop_workers(procs)
     if output:
@@ -151,7 +159,7 @@ class LocalCluster:
 
     def _serve(self) -> None:
         try:
-            self.result = self.server.run()
+            self.result = self.server.run(watch=lambda: all_exited(self.procs))
         except BaseException as exc:  # surfaced by wait()
             self.error = exc
 

@@ -226,7 +226,11 @@ class SMPProgram:
 
     # ---- worker side ----------------------------------------------------------------
     def load(self, wctx: WorkerContext, fragment: int, data: Payload, model: Payload) -> None:
-        """*Required.* Build ``wctx.fragments[fragment]`` from its rows and the model."""
+        """*Required.* Build ``wctx.fragments[fragment]`` from its rows and the model.
+
+        Arrays that arrive from the wire (data, model, blocks, updates) are read-only
+        views of the received frames: copy what you will modify.
+        """
         raise NotImplementedError
 
     def push(self, wctx: WorkerContext, fragment: int, block: Payload) -> Payload:

@@ -111,3 +111,22 @@ def test_cluster_started_by_hand(tmp_path):
             if proc.poll() is None:
                 proc.kill()
                 proc.wait(timeout=10)
+
+
+def test_workers_that_cannot_start_fail_the_run_quickly():
+    from smpframe import ClusterError, ClusterOptions, run_local
+    from smpframe.apps.lasso import Lasso
+    from smpframe.data.synthetic import make_regression
+
+    X, y, _ = make_regression(n=100, d=50, density=0.1, n_informative=5)
+    broken = ClusterOptions(n_workers=2, extra_worker_args=["--no-such-option"])
+    with pytest.raises(ClusterError, match="worker processes exited"):
+        run_local(Lasso(), data=(X, y), cluster=broken, progress=None)
+
+
+def test_gpu_device_without_cupy_is_a_one_line_error():
+    from smpframe.arrays import gpu_available
+    if gpu_available():
+        pytest.skip("a GPU is present")
+    line = one_line_error(run_cli("run", "lasso", "--devices", "gpu:0"))
+    assert "cupy" in line or "CUDA" in line

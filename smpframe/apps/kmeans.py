@@ -24,6 +24,15 @@ squared centre shift ``sum_j ||c_j(t+1) - c_j(t)||^2`` is at most
 variance), or when the centres stop moving at all. A final round then computes
 the inertia of the returned centres (skipped when they did not move).
 
+Rounds never overlap: each needs the centres committed by the one before, so with
+``--pipeline-depth > 0`` ``schedule`` waits (returns None) while a round is in
+flight, and the run stays exact.
+
+Workers: on CPU a numba kernel (a fused one for d <= 4, else
+``kmeans_kernels.assign_and_accumulate``); on GPU, and with ``kernel="array"``
+anywhere, :func:`lloyd_partials_array` through ``wctx.xp`` (distances by a GEMM,
+argmin, sums and counts by ``bincount``), the data moved to the device once in ``load``.
+
 Initial centres: greedy k-means++ at the scheduler (on a random sample of
 ``init_sample`` rows when the data is larger; seeded by the run's ``--seed``),
 or given: ``init_centers`` (list of lists) or ``init_path`` (a ``.npy`` file).
@@ -227,7 +236,6 @@ class KMeans(SMPProgram):
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> "KMeans":
-        check_devices(getattr(args, "devices", None))
         return cls(k=args.k, iterations=args.iterations, tol=args.tol, init_path=args.init_path,
                    init_sample=args.init_sample, empty=args.empty, fmt=args.format)
 
@@ -399,24 +407,3 @@ class KMeans(SMPProgram):
         return {"sums": sums, "counts": counts, "inertia": float(inertia)}
 
 
-def check_devices(devices: str | None) -> None:
-    """Fail fast (one line, before any process starts) when a GPU worker is asked for
-    and this machine cannot run one. Checks without touching the GPU itself (no CUDA
-    context in the scheduler process)."""
-    from smpframe.arrays import parse_device
-
-    for device in (d.strip() for d in (devices or "").split(",") if d.strip()):
-        kind, index = parse_device(device)
-        if kind != "gpu":
-            continue
-        try:
-            import cupy
-        except ImportError:
-            raise InputError(f"--devices {device}: cupy is not installed, so this machine cannot "
-                             "run a GPU worker (pip install 'smpframe[gpu]')") from None
-        try:
-            count = int(cupy.cuda.runtime.getDeviceCount())
-        except Exception as exc:
-            raise InputError(f"--devices {device}: no usable CUDA device ({exc})") from None
-        if index >= count:
-            raise InputError(f"--devices {device}: only {count} GPU(s) present")

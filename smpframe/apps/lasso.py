@@ -250,11 +250,12 @@ class Lasso(SMPProgram):
         if block["kind"] == "full":
             return {"g": all_cols_dot(*f["csc"], r), "rr": float(r @ r), "ry": float(r @ f["y"]),
                     "sr": float(r.sum())}
-        return {"c": cols_dot(*f["csc"], block["idx"], r), "sr": float(r.sum())}
+        idx = block["idx"].copy()  # wire arrays are read-only; numba would compile a variant
+        return {"c": cols_dot(*f["csc"], idx, r), "sr": float(r.sum())}
 
     def sync(self, wctx: WorkerContext, fragment: int, update: Payload) -> None:
         f = wctx.fragments[fragment]
-        cols_axpy(*f["csc"], update["idx"], -update["d"], f["r"])
+        cols_axpy(*f["csc"], update["idx"].copy(), -update["d"], f["r"])
         if update["d0"]:
             f["r"] -= update["d0"]
 

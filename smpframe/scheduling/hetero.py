@@ -56,6 +56,7 @@ class ThroughputTracker:
             raise ValueError(f"alpha must be in (0, 1], got {alpha}")
         self.alpha = float(alpha)
         self._speed: dict[str, float] = {}
+        self._counts: dict[str, int] = {}
 
     def observe(self, worker: str, work: float, seconds: float) -> None:
         """Fold in one measurement: ``work`` units done in ``seconds``.
@@ -69,6 +70,7 @@ class ThroughputTracker:
         rate = work / seconds
         old = self._speed.get(worker)
         self._speed[worker] = rate if old is None else (1.0 - self.alpha) * old + self.alpha * rate
+        self._counts[worker] = self._counts.get(worker, 0) + 1
 
     def speed(self, worker: str) -> float | None:
         """Smoothed speed of ``worker``, or None before its first measurement."""
@@ -79,9 +81,14 @@ class ThroughputTracker:
         default = float(np.mean(list(self._speed.values()))) if self._speed else 1.0
         return {w: self._speed.get(w, default) for w in workers}
 
+    def count(self, worker: str) -> int:
+        """How many measurements of ``worker`` the average holds."""
+        return self._counts.get(worker, 0)
+
     def forget(self, worker: str) -> None:
         """Drop ``worker``'s history (it left, or its hardware changed)."""
         self._speed.pop(worker, None)
+        self._counts.pop(worker, None)
 
 
 def proportional_counts(total: int, speeds: Sequence[float]) -> np.ndarray:
@@ -148,7 +155,18 @@ def assign_fragments(
     index = {w: i for i, w in enumerate(workers)}
     queue = np.zeros(len(workers))
     assignment: dict[int, str] = {}
+    # Phase 1: owners keep their fragments, largest first, up to the ideal share, so a
+    # placement that is already balanced moves nothing.
+    target = s.sum() / mu.sum()
     for f in np.argsort(-s, kind="stable"):
+        owner = index.get(owners.get(int(f)), -1)
+        if owner >= 0 and queue[owner] + s[f] / mu[owner] <= target * (1 + 1e-9):
+            queue[owner] += s[f] / mu[owner]
+            assignment[int(f)] = workers[owner]
+    # Phase 2: the rest by drift-plus-penalty, largest first.
+    for f in np.argsort(-s, kind="stable"):
+        if int(f) in assignment:
+            continue
         seconds = s[f] / mu
         score = queue + seconds
         owner = index.get(owners.get(int(f)), -1)
@@ -160,7 +178,28 @@ def assign_fragments(
             best = owner
         queue[best] += seconds[best]
         assignment[int(f)] = workers[best]
+    _give_every_worker_one(assignment, s, mu, workers, queue)
     return assignment
+
+
+def _give_every_worker_one(assignment: dict[int, str], s: np.ndarray, mu: np.ndarray,
+                           workers: list[str], queue: np.ndarray) -> None:
+    """With at least as many fragments as workers, none is left idle: an idle worker's
+    speed could never be measured again, so a slow first reading would starve it."""
+    if len(assignment) < len(workers):
+        return
+    for idle in [i for i, w in enumerate(workers) if w not in set(assignment.values())]:
+        held = {}
+        for f, w in assignment.items():
+            held.setdefault(w, []).append(f)
+        donors = [i for i, w in enumerate(workers) if len(held.get(w, [])) > 1]
+        if not donors:
+            return
+        donor = max(donors, key=lambda i: queue[i])
+        frag = min(held[workers[donor]], key=lambda f: s[f])
+        assignment[frag] = workers[idle]
+        queue[donor] -= s[frag] / mu[donor]
+        queue[idle] += s[frag] / mu[idle]
 
 
 def makespan(assignment: Mapping[int, str], sizes: Sequence[float], speeds: Mapping[str, float]) -> float:
