@@ -126,11 +126,12 @@ class SchedulerServer:
             if self.authenticator is not None:
                 self.authenticator.stop()
             self.context.term()
+        seconds = self.ctx.elapsed
         self._report(state, 0.0, final=True)
         if state.error:
             raise ClusterError(state.error)
         summary, model = self.program.result(self.ctx)
-        summary.update(rounds=self.ctx.round, seconds=round(self.ctx.elapsed, 4),
+        summary.update(rounds=self.ctx.round, seconds=round(seconds, 4),
                        converged=bool(self.ctx.converged), workers=self.config.min_workers,
                        fragments=self.ctx.n_fragments, dropped_messages=self.dropped,
                        worker_peak_mb=max(state.peak_mb.values(), default=None))

@@ -198,8 +198,10 @@ def cmd_keys(args: argparse.Namespace) -> int:
 
 
 def _print_summary(summary: dict) -> None:
+    """The scalar figures as one JSON line (lists such as histories stay in result.json)."""
     import json
-    print(json.dumps(summary, default=str))
+    print(json.dumps({k: v for k, v in summary.items() if not isinstance(v, (list, dict))},
+                     default=str))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -20,7 +20,6 @@ of its rows. A round is either
 """
 from __future__ import annotations
 
-import argparse
 from typing import Any
 
 import numpy as np
@@ -29,7 +28,8 @@ from numba import njit
 
 from smpframe.apps.sparse_ops import all_cols_dot, cols_axpy, cols_dot, csc_parts, warm_up
 from smpframe.errors import InputError
-from smpframe.program import Dataset, Payload, SchedulerContext, SMPProgram, WorkerContext
+from smpframe.apps.l1 import L1Regression
+from smpframe.program import Payload, SchedulerContext, WorkerContext
 from smpframe.scheduling.blocks import dependency_filter, priority_sample
 
 
@@ -72,35 +72,12 @@ def solve_block(G, c, s, sr, n, beta, lam_n, intercept, max_passes, tol):
     return delta, d0, rr_drop
 
 
-class Lasso(SMPProgram):
+class Lasso(L1Regression):
     """Lasso (L1-regularised least squares) by scheduled block coordinate descent."""
 
     name = "lasso"
 
-    def __init__(self, lam: float | None = None, lambda_ratio: float = 0.1, tol: float = 1e-6,
-                 intercept: bool = True, block_size: int = 256, rho: float = 0.1,
-                 eta: float = 1e-6, fmt: str | None = None, labels: str | None = None,
-                 synthetic: dict[str, Any] | None = None) -> None:
-        super().__init__(lam=lam, lambda_ratio=lambda_ratio, tol=tol, intercept=intercept,
-                         block_size=block_size, rho=rho, eta=eta, fmt=fmt, labels=labels,
-                         synthetic=synthetic or {})
-
-    # ---- CLI ------------------------------------------------------------------------
-    @classmethod
-    def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
-        add_regression_arguments(parser)
-
-    @classmethod
-    def from_args(cls, args: argparse.Namespace) -> "Lasso":
-        return cls(lam=args.lam, tol=args.tol, intercept=not args.no_intercept,
-                   block_size=args.block_size, rho=args.rho, fmt=args.format,
-                   labels=args.labels)
-
     # ---- scheduler ------------------------------------------------------------------
-    def load_data(self, source: Any) -> Dataset:
-        X, y = load_regression_source(source, self.params, kind="regression")
-        return Dataset(rows={"X": X, "y": y}, meta={"n_features": X.shape[1], "n_rows": X.shape[0]})
-
     def init(self, ctx: SchedulerContext) -> None:
         p = self.params
         X = ctx.dataset.rows["X"].tocsc()
@@ -258,40 +235,3 @@ class Lasso(SMPProgram):
         cols_axpy(*f["csc"], update["idx"].copy(), -update["d"], f["r"])
         if update["d0"]:
             f["r"] -= update["d0"]
-
-
-def add_regression_arguments(parser: argparse.ArgumentParser) -> None:
-    """CLI options shared by Lasso and sparse logistic regression."""
-    parser.add_argument("--format", choices=["libsvm", "mm"], help="input format (default: by suffix)")
-    parser.add_argument("--labels", help="targets for Matrix Market input (one per line)")
-    parser.add_argument("--lambda", dest="lam", type=float,
-                        help="L1 strength (default 0.1 x lambda_max of the data)")
-    parser.add_argument("--tol", type=float, default=1e-6,
-                        help="stop at this relative duality gap (default 1e-6)")
-    parser.add_argument("--no-intercept", action="store_true", help="fit without an intercept")
-    parser.add_argument("--block-size", type=int, default=256, help="columns per round (default 256)")
-    parser.add_argument("--rho", type=float, default=0.1,
-                        help="dependency filter: max |corr| with columns of rounds in flight")
-
-
-def load_regression_source(source: Any, params: dict[str, Any], kind: str):
-    """(X as CSR float64, y) from a path, an (X, y) pair, or None (built-in synthetic data)."""
-    from smpframe.data import synthetic
-
-    if source is None:
-        make = synthetic.make_regression if kind == "regression" else synthetic.make_classification
-        X, y, _ = make(**params.get("synthetic", {}))
-    elif isinstance(source, (str, bytes)) or hasattr(source, "__fspath__"):
-        from smpframe.data.matrix import load_xy
-        X, y = load_xy(str(source), params.get("fmt"), params.get("labels"))
-    else:
-        X, y = source
-    X = sp.csr_matrix(X, dtype=np.float64)
-    y = np.asarray(y, dtype=np.float64).ravel()
-    if X.shape[0] != y.shape[0]:
-        raise InputError(f"X has {X.shape[0]} rows but y has {y.shape[0]} values")
-    if X.shape[0] == 0 or X.shape[1] == 0:
-        raise InputError(f"empty problem: X is {X.shape[0]} x {X.shape[1]}")
-    if not (np.isfinite(X.data).all() and np.isfinite(y).all()):
-        raise InputError("X or y contains NaN or Inf")
-    return X, y

@@ -11,7 +11,6 @@ See :class:`LogReg` for the schedule.
 """
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 from typing import Any
 
@@ -19,11 +18,11 @@ import numpy as np
 from scipy.special import entr
 
 from smpframe.apps import logreg_kernels as K
-from smpframe.apps.lasso import add_regression_arguments, load_regression_source
-from smpframe.apps.sparse_ops import csc_parts
+from smpframe.apps.l1 import L1Regression
+from smpframe.apps.sparse_ops import cols_dot, csc_parts
 from smpframe.errors import InputError
-from smpframe.program import Dataset, Payload, SchedulerContext, SMPProgram, WorkerContext
-from smpframe.scheduling.blocks import dependency_filter, priority_sample
+from smpframe.program import Dataset, Payload, SchedulerContext, WorkerContext
+from smpframe.scheduling.blocks import priority_sample
 
 #: Armijo constant: a step must achieve this fraction of the decrease its model predicts
 SIGMA = 0.01
@@ -32,22 +31,25 @@ MIN_STEP = 1.0 / 1024
 #: inner coordinate-descent passes on a block's Newton model: at most, and the relative stop
 INNER_PASSES = 4
 INNER_TOL = 1e-2
-#: a block's columns hold at most this share of X's nonzeros (block_size caps their number)
+#: a full round comes at least every max(CYCLE_MIN, CYCLE_SWEEPS x blocks to cover the pool) rounds
+CYCLE_MIN = 6
+CYCLE_SWEEPS = 1
+#: a block's columns hold at most this share of X's nonzeros, or BLOCK_NNZ_MIN if more
+#: (block_size caps their number)
 BLOCK_NNZ = 0.25
-#: rows sampled to estimate column correlations for the dependency filter
-FILTER_ROWS = 512
+BLOCK_NNZ_MIN = 1 << 20
 
 
-class LogReg(SMPProgram):
+class LogReg(L1Regression):
     """Sparse logistic regression (L1) by scheduled coordinate descent.
 
     Rows are partitioned across workers; each keeps the margins ``m = X beta + beta0``
     of its rows and, per row, the loss and its first and second derivatives in m
     (``dl``, ``w``). A round is either
 
-    * a *block* round: the scheduler picks columns B by priority sampling
-      (p ∝ |Δβ_j| + η) and the dependency filter (|cos| < ρ between kept columns,
-      estimated on a row sample); workers return the block's gradient partials
+    * a *block* round: the scheduler picks columns B by priority (the largest, or
+      sampled with p ∝ |Δβ_j| + η when many are pending), at most ``block_size`` of
+      them holding at most a quarter of X's nonzeros; workers return the block's gradient partials
       ``sum x dl``, their rows' curvatures ``w`` and their loss sum; the scheduler,
       which also holds X, takes a soft-thresholded Newton step on B (and the
       intercept): a few passes of coordinate descent on the block's L1 Newton
@@ -70,8 +72,11 @@ class LogReg(SMPProgram):
     point are dropped) and later steps are damped. The accepted objective never
     rises; the reported model is always an accepted (checked) point.
 
-    **Pipelining** (``--pipeline-depth``) gains nothing: partials computed before
-    the latest commit are dropped and their round redone.
+    **Dependency scheduling.** Correlated columns in one block need no filtering:
+    the block's Newton step accounts for their interaction exactly. Nor do rounds
+    overlap: every step is checked on the margins it produced, so with
+    ``--pipeline-depth`` > 0 the scheduler still waits for the round in flight, and
+    ``--rho`` (which filters against blocks in flight) has nothing to do.
 
     **Summary** adds ``accuracy`` (training), ``nnz``, ``duality_gap`` (relative),
     ``objective_change``, ``lambda``/``lambda_max``; ``model.npz`` holds ``coef``
@@ -80,30 +85,15 @@ class LogReg(SMPProgram):
 
     name = "logreg"
 
-    def __init__(self, lam: float | None = None, lambda_ratio: float = 0.1, tol: float = 1e-6,
-                 intercept: bool = True, block_size: int = 256, rho: float = 0.5,
-                 eta: float = 1e-6, fmt: str | None = None, labels: str | None = None,
-                 synthetic: dict[str, Any] | None = None) -> None:
-        super().__init__(lam=lam, lambda_ratio=lambda_ratio, tol=tol, intercept=intercept,
-                         block_size=block_size, rho=rho, eta=eta, fmt=fmt, labels=labels,
-                         synthetic=synthetic or {})
-
-    # ---- CLI ------------------------------------------------------------------------
-    @classmethod
-    def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
-        add_regression_arguments(parser)
-
-    @classmethod
-    def from_args(cls, args: argparse.Namespace) -> "LogReg":
-        return cls(lam=args.lam, tol=args.tol, intercept=not args.no_intercept,
-                   block_size=args.block_size, rho=args.rho, fmt=args.format,
-                   labels=args.labels)
+    # a block's cost here is its nonzeros (capped at BLOCK_NNZ of X's), so allow many columns
+    default_block_size = 1024
+    synthetic_kind = "classification"
 
     # ---- scheduler ------------------------------------------------------------------
     def load_data(self, source: Any) -> Dataset:
-        X, y = load_regression_source(source, self.params, kind="classification")
-        y = check_labels(y, _label_file(source, self.params))
-        return Dataset(rows={"X": X, "y": y}, meta={"n_features": X.shape[1], "n_rows": X.shape[0]})
+        dataset = super().load_data(source)
+        dataset.rows["y"] = check_labels(dataset.rows["y"], _label_file(source, self.params))
+        return dataset
 
     def init(self, ctx: SchedulerContext) -> None:
         p = self.params
@@ -119,26 +109,27 @@ class LogReg(SMPProgram):
         lam = float(p["lam"]) if p["lam"] is not None else float(p["lambda_ratio"]) * lam_max
         if not lam > 0:
             raise InputError(f"--lambda must be > 0 (lambda_max for this data is {lam_max:.6g})")
-        # the dependency filter estimates column correlations on a row sample: its cost
-        # then stays small even for the dense (frequent-word) columns of text data
-        rows = np.sort(ctx.rng.choice(n, size=FILTER_ROWS, replace=False)) if n > FILTER_ROWS else None
         X.sort_indices()
         col_nnz = np.diff(X.indptr)
-        ctx.cache = {"X": X, "y": y, "n": n, "X_filter": X if rows is None else X[rows].tocsc(),
-                     "csc": csc_parts(X), "col_nnz": col_nnz,
-                     "nnz_budget": max(1.0, BLOCK_NNZ * float(col_nnz.sum()))}
+        ctx.cache = {"X": X, "y": y, "n": n, "csc": csc_parts(X), "col_nnz": col_nnz, "inflight": 0,
+                     "nnz_budget": max(BLOCK_NNZ * float(col_nnz.sum()), BLOCK_NNZ_MIN)}
         loss0 = float(np.mean(np.logaddexp(0.0, -z0)))
         ctx.model.update(coef=np.zeros(d), intercept=np.array([b0]), priority=np.zeros(d),
                          p_idx=np.zeros(0, np.int64), p_delta=np.zeros(0), p_beta=np.zeros(0),
                          p_g=np.zeros(0))
         ctx.state.update(lam=lam, lam_max=lam_max, objective=loss0, need_full=True, epoch_max=0.0,
                          gap=None, nu=1.0, pending=None, changed=-1, i_prio=0.0, rejected=0,
-                         since_full=0, last_full=None, change=None, stopped_by=None)
+                         since_full=0, last_full=None, change=None, stopped_by=None, accepted=0)
         ctx.report(objective=loss0, lam=lam)
-        dependency_filter(np.arange(min(2, d)), X, 0.5, 2)  # load kernels before the clock
-        K.warm_up_scheduler()
+        K.warm_up_scheduler()  # load the scheduler's kernels before the clock starts
 
     def schedule(self, ctx: SchedulerContext) -> Payload | None:
+        if ctx.cache["inflight"]:
+            return None  # a step is checked on the margins it produced: wait for the round in flight
+        ctx.cache["inflight"] += 1
+        return self._next_block(ctx)
+
+    def _next_block(self, ctx: SchedulerContext) -> Payload:
         st, seen = ctx.state, ctx.round
         if st["need_full"]:
             return {"kind": "full", "seen": seen}
@@ -150,7 +141,7 @@ class LogReg(SMPProgram):
         col_nnz = ctx.cache["col_nnz"]
         sweep = max(-(-pool.size // size), int(np.ceil(col_nnz[pool].sum() / budget)))
         st["since_full"] += 1
-        if st["since_full"] > max(6, 3 * sweep):
+        if st["since_full"] > max(CYCLE_MIN, CYCLE_SWEEPS * sweep):
             st["need_full"] = True  # an epoch's worth of blocks: time to re-rank every column
             return {"kind": "full", "seen": seen}
         if pool.size == 0 or prio[pool].max() <= floor:
@@ -163,14 +154,14 @@ class LogReg(SMPProgram):
                                         2 * size)]
         else:
             pick = pool[np.argsort(-prio[pool], kind="stable")]
-        rho = float(self.params["rho"])
-        block = dependency_filter(pick, ctx.cache["X_filter"], rho, size) if rho < 1.0 else pick[:size]
+        block = pick[:size]
         # a round's cost is its columns' nonzeros: cap them (rare columns come many at a time)
         block = block[:max(1, int(np.searchsorted(np.cumsum(col_nnz[block]), budget, side="right")))]
         return {"kind": "block", "idx": np.sort(block).astype(np.int64), "seen": seen}
 
     def pull(self, ctx: SchedulerContext, block: Payload, partials: dict[int, Payload]) -> Payload | None:
         st, model = ctx.state, ctx.model
+        ctx.cache["inflight"] = max(0, ctx.cache["inflight"] - 1)
         if block["seen"] <= st["changed"]:
             return None  # computed before the last commit (pipelined rounds): redo it
         n = ctx.cache["n"]
@@ -182,6 +173,7 @@ class LogReg(SMPProgram):
             if st["pending"]["t"] == 1.0:
                 st["nu"] = max(1.0, st["nu"] * 0.8)
             st["pending"] = None
+            st["accepted"] += 1
         st["objective"] = objective
         if block["kind"] == "full":
             self._pull_full(ctx, partials, loss)
@@ -282,8 +274,9 @@ class LogReg(SMPProgram):
             h0 = float(sum(p["sw"] for p in parts)) / n
             i_prio = abs(float(sum(p["sdl"] for p in parts)) / n) / h0 if h0 > 0 else 0.0
         rel = gap / primal if primal > 0 else 0.0
-        last = st["last_full"]
-        change = (last - primal) / primal if last is not None and primal > 0 else None
+        last = st["last_full"] if st["accepted"] else None  # (no step since: nothing to compare)
+        change = (last - primal) / primal if last is not None and primal > 0 else st["change"]
+        st["accepted"] = 0
         st.update(objective=primal, need_full=False, gap=rel, i_prio=i_prio, since_full=0,
                   epoch_max=max(float(prio.max(initial=0.0)), i_prio), last_full=primal,
                   change=change)
@@ -291,7 +284,7 @@ class LogReg(SMPProgram):
         tol = float(self.params["tol"])
         if rel <= tol:
             st["stopped_by"] = "duality gap"
-        elif change is not None and change <= tol:
+        elif last is not None and change <= tol:
             st["stopped_by"] = "objective change"
         elif st["epoch_max"] == 0.0:
             st["stopped_by"] = "no step left"
@@ -339,7 +332,7 @@ class LogReg(SMPProgram):
             g, h, gp = K.full_sums(*f["csc"], f["dl"], f["w"], f["a"], f["y"])
             out.update(g=g, h=h, gp=gp, a=f["a"].copy())
         else:
-            out["g"] = K.block_grad(*f["csc"], np.asarray(block["idx"], np.int64), f["dl"])
+            out["g"] = cols_dot(*f["csc"], np.array(block["idx"], np.int64), f["dl"])
             out["w"] = f["w"].copy()
         return out
 

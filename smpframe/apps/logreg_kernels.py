@@ -16,6 +16,8 @@ import math
 import numpy as np
 from numba import njit
 
+from smpframe.apps import sparse_ops
+
 
 @njit(cache=True, nogil=True, inline="always")
 def _row(m, y, i, loss, a, dl, w):
@@ -38,20 +40,6 @@ def all_rows(m, y, loss, a, dl, w):
     """Recompute every row's terms from its margin."""
     for i in range(m.shape[0]):
         _row(m, y, i, loss, a, dl, w)
-
-
-@njit(cache=True, nogil=True)
-def block_grad(indptr, indices, data, cols, dl):
-    """``g_k = sum x_k dl`` for every column k in ``cols``."""
-    kb = cols.shape[0]
-    g = np.empty(kb)
-    for k in range(kb):
-        j = cols[k]
-        acc = 0.0
-        for p in range(indptr[j], indptr[j + 1]):
-            acc += data[p] * dl[indices[p]]
-        g[k] = acc
-    return g
 
 
 @njit(cache=True, nogil=True)
@@ -197,7 +185,7 @@ def warm_up(parts: tuple[np.ndarray, np.ndarray, np.ndarray]) -> None:
     one = np.ones(1)
     cols = np.zeros(1, np.int64)
     all_rows(v.copy(), one, v.copy(), v.copy(), v.copy(), v.copy())
-    block_grad(*tiny, cols, v)
+    sparse_ops.warm_up(parts)
     full_sums(*tiny, v, v, v, one)
     apply_step(*tiny, cols, one, 0.5, v.copy(), one, v.copy(), v.copy(), v.copy(), v.copy(),
                np.zeros(1, np.bool_), np.zeros(1, np.int64))

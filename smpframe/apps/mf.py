@@ -48,6 +48,9 @@ class MatrixFactorization(SMPProgram):
       per-id numerator/denominator sums ``sum rho h``, ``sum h^2``); the bias
       columns take one round; ``inner`` repeats each factor (CCD++ inner iterations).
 
+    Every round needs the previous one's commit, so rounds never overlap: with
+    ``--pipeline-depth`` > 0 the scheduler still waits for the round in flight.
+
     The training loss after a round is computed exactly from the same sums, so every
     epoch's objective, training RMSE and (with a test set) test RMSE are reported
     (progress lines, ``metrics``, ``summary["history"]``) at no extra round.
@@ -164,7 +167,7 @@ class MatrixFactorization(SMPProgram):
         if mode == "auto":
             mode = "epoch" if tri <= 256 and volume <= 4_000_000 else "factor"
         user_ids, item_ids = self._ids if self._ids is not None else (np.arange(0), np.arange(0))
-        ctx.cache = {"b_of": b_of, "b_all": np.concatenate(b_of), "mode": mode,
+        ctx.cache = {"b_of": b_of, "b_all": np.concatenate(b_of), "mode": mode, "inflight": 0,
                      "user_ids": user_ids, "item_ids": item_ids,
                      "range": (float(R.data.min()), float(R.data.max()))}
         if self._test is not None:
@@ -185,8 +188,9 @@ class MatrixFactorization(SMPProgram):
 
     def schedule(self, ctx: SchedulerContext) -> Payload | None:
         st = ctx.state
-        if st["epoch"] >= int(self.params["epochs"]):
-            return None
+        if st["epoch"] >= int(self.params["epochs"]) or ctx.cache["inflight"]:
+            return None  # every update needs the previous one's result: wait for the round in flight
+        ctx.cache["inflight"] += 1
         if ctx.cache["mode"] == "epoch":
             return {"kind": "epoch", "seen": ctx.round}
         step = st["step"]
@@ -199,6 +203,7 @@ class MatrixFactorization(SMPProgram):
 
     def pull(self, ctx: SchedulerContext, block: Payload, partials: dict[int, Payload]) -> Payload | None:
         st = ctx.state
+        ctx.cache["inflight"] = max(0, ctx.cache["inflight"] - 1)
         if block["seen"] <= st["changed"]:
             return None  # computed before the last commit (pipelined rounds): redo it
         if block["kind"] == "epoch":
