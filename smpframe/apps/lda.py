@@ -294,6 +294,10 @@ class LDA(SMPProgram):
                             help="compute the log-likelihood every N iterations (default 10)")
         parser.add_argument("--top-words", type=int, default=10,
                             help="words listed per topic in result.json/topics.txt (default 10)")
+        for action in parser._actions:  # LDA's default differs from the runtime's (see from_args)
+            if "--fragments" in action.option_strings:
+                action.help = "data fragments (LDA default: 1 per worker; an iteration takes " \
+                              "one round per fragment)"
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> "LDA":
@@ -360,7 +364,7 @@ class LDA(SMPProgram):
     def init(self, ctx: SchedulerContext) -> None:
         self._check_params()
         p = self.params
-        K, alpha, beta = int(p["topics"]), float(p["alpha"]), float(p["beta"])
+        K, _alpha, _beta = int(p["topics"]), float(p["alpha"]), float(p["beta"])
         X = ctx.dataset.rows["X"]
         D, V = X.shape
         F = ctx.n_fragments
@@ -390,7 +394,8 @@ class LDA(SMPProgram):
         nk = lk.topic_totals(z, K)
         ctx.model.update(z=z, nwk=nwk, nk=nk)
         ll = self._log_likelihood(ctx)
-        ctx.state.update(step=0, iteration=0, n_blocks=B, seed=seed, ll=ll, ll_history=[[0, ll / N]])
+        ctx.state.update(step=0, iteration=0, n_blocks=B, seed=seed, ll=ll, ll_history=[[0, ll / N]],
+                         seconds=0.0)
         ctx.report(iteration=0, ll_per_token=ll / N)
         _warm_up()  # load the compiled helpers before the clock starts
 
@@ -445,8 +450,10 @@ class LDA(SMPProgram):
             new_z = part["z"]
             if new_z.shape != (hi - lo,) or part["dnk"].shape != (K,):
                 raise ValueError(f"LDA partial of fragment {f} has the wrong shape")
-            if new_z.size and int(new_z.max()) >= K:
+            if new_z.size and (int(new_z.min()) < 0 or int(new_z.max()) >= K):
                 raise ValueError(f"LDA partial of fragment {f} has a topic out of range")
+            if int(part["dnk"].sum()) != 0:
+                raise ValueError(f"LDA partial of fragment {f} changes the number of tokens")
             rows = _int32(part["rl"]), _int32(part["rt"]), _int32(part["rc"])
             check_sparse_rows(*rows, bw.size, K, f"fragment {f}")
             scatter_rows(nwk, bw, *rows)
@@ -462,6 +469,7 @@ class LDA(SMPProgram):
         if p["check_counts"]:
             self._check(ctx, partials, step)
         st["step"] = step + 1
+        st["seconds"] = ctx.elapsed  # at the last commit: what tokens_per_second divides by
         B = cache["n_blocks"]
         if st["step"] % B == 0:
             st["iteration"] = iteration = st["step"] // B
@@ -504,15 +512,20 @@ class LDA(SMPProgram):
     def _top_words(self, ctx: SchedulerContext) -> list[list[str]]:
         nwk, vocab = ctx.model["nwk"], ctx.cache["vocab"]
         n = min(int(self.params["top_words"]), nwk.shape[0])
-        top = np.argsort(-nwk, axis=0, kind="stable")[:n]  # n x K
-        return [[vocab[w] for w in top[:, k]] for k in range(nwk.shape[1])]
+        out = []
+        for k in range(nwk.shape[1]):
+            col = nwk[:, k]
+            top = np.argpartition(-col, n - 1)[:n] if 0 < n < col.size else np.arange(n)
+            top = top[np.lexsort((top, -col[top]))]  # most frequent first, ties by word id
+            out.append([vocab[w] for w in top])
+        return out
 
     def result(self, ctx: SchedulerContext) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
         p, st, c, m = self.params, ctx.state, ctx.cache, ctx.model
         K, beta, N = int(p["topics"]), float(p["beta"]), c["n_tokens"]
         ll = self._log_likelihood(ctx)
         sweeps = st["step"] / c["n_blocks"]
-        seconds = ctx.elapsed
+        seconds = float(st.get("seconds", 0.0))  # first dispatch to last commit
         summary = {"app": self.name, "ll_per_token": ll / N, "log_likelihood": ll,
                    "tokens_per_second": N * sweeps / seconds if seconds > 0 else None,
                    "iterations": int(st["step"] // c["n_blocks"]), "seconds": round(seconds, 4),
