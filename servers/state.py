@@ -266,8 +266,10 @@ class SchedulerState:
             return
         speeds = self.throughput.speeds(list(self.workers))
         orphans = any(f not in self.owner for f in range(self.ctx.n_fragments))
+        idle = not self.inflight and self.ctx.n_fragments >= len(self.workers) and \
+            any(not r.fragments for r in self.workers.values())  # e.g. a worker that just joined
         drifted = not self.inflight and self._drifted(speeds)
-        if not orphans and not drifted:
+        if not orphans and not idle and not drifted:
             return
         total_speed = max(sum(speeds.values()), 1e-12)
         move_cost = [size / total_speed for size in self._sizes]

@@ -287,3 +287,17 @@ def test_commits_ride_on_the_next_work_message():
     sim.run(["a"])
     work = [m for w, m in sim.sent if m.type == "WORK" and m.body["tasks"]]
     assert [m.body["commits"] for m in work] == [[], [0], [1]]
+
+
+def test_a_worker_joining_mid_run_gets_fragments():
+    sim = SimCluster(max_rounds=12, min_workers=1, n_fragments=6)
+    sim.join("a")
+    while sim.ctx.round < 2:
+        reply = sim.step("a")
+        if reply is not None:
+            sim.reply("a", reply)
+    sim.join("b")
+    sim.run(["a", "b"])
+    assert sim.state.finished and sim.state.error is None
+    assert any(e["event"] == "assigned" and e["owners"].get("b") for e in sim.state.events)
+    assert sim.ctx.model["x"][0] == pytest.approx(expected_x(12), rel=1e-12)
