@@ -4,25 +4,11 @@ from __future__ import annotations
 import json
 import socket
 import subprocess
-import sys
 
 import numpy as np
 import pytest
 
-SMPFRAME = [sys.executable, "-m", "smpframe.cli"]
-TIMEOUT = 120
-
-
-def run_cli(*args: str, timeout: float = TIMEOUT) -> subprocess.CompletedProcess:
-    return subprocess.run([*SMPFRAME, *args], capture_output=True, text=True, timeout=timeout)
-
-
-def one_line_error(proc: subprocess.CompletedProcess) -> str:
-    assert proc.returncode == 2, proc.stderr
-    lines = [l for l in proc.stderr.splitlines() if l.strip()]
-    assert len(lines) == 1, proc.stderr
-    assert "Traceback" not in proc.stderr
-    return lines[0]
+from tests.clitools import SMPFRAME, TIMEOUT, one_line_error, run_cli
 
 
 def test_missing_data_file(tmp_path):

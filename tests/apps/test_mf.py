@@ -17,6 +17,7 @@ import pytest
 from smpframe import ClusterOptions, run_local
 from smpframe.apps.mf import MatrixFactorization, predict
 from smpframe.data.synthetic import make_ratings, split_ratings
+from tests.clitools import one_line_error, run_cli
 
 TWO = ClusterOptions(n_workers=2)
 SMALL = {"n_users": 80, "n_items": 300, "n_ratings": 4000, "rank": 4, "seed": 2}
@@ -140,8 +141,5 @@ def test_cli_test_rmse_string_ids_and_unseen_fallback(tmp_path):
 def test_bad_ratings_file_is_one_line_exit_2(tmp_path):
     bad = tmp_path / "ratings.csv"
     bad.write_text("user,item,rating\n1,10,4.0\n2,11,four\n")
-    proc = subprocess.run([sys.executable, "-m", "smpframe.cli", "run", "mf", "--data", str(bad),
-                           "--quiet"], capture_output=True, text=True, timeout=60)
-    assert proc.returncode == 2
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and "ratings.csv:3" in lines[0]
+    line = one_line_error(run_cli("run", "mf", "--data", str(bad), "--quiet"))
+    assert "ratings.csv:3" in line
