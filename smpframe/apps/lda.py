@@ -154,6 +154,22 @@ def scatter_rows(nwk, row_ids, lengths, topics, counts):
 
 
 @njit(cache=True, nogil=True)
+def replace_rows(nwk, row_ids, old_lengths, old_topics, lengths, topics, counts):
+    """:func:`scatter_rows` when the rows now hold exactly (old_lengths, old_topics):
+    clears only their nonzeros, not whole rows."""
+    j_old = 0
+    j = 0
+    for i in range(row_ids.shape[0]):  # one visit per row: it stays in cache
+        r = row_ids[i]
+        for _ in range(old_lengths[i]):
+            nwk[r, old_topics[j_old]] = 0
+            j_old += 1
+        for _ in range(lengths[i]):
+            nwk[r, topics[j]] = counts[j]
+            j += 1
+
+
+@njit(cache=True, nogil=True)
 def scatter_topics(z, positions, values):
     """``z[positions] = values`` (numpy's fancy assignment, without its temporaries)."""
     for i in range(positions.shape[0]):
@@ -251,6 +267,7 @@ def _warm_up() -> None:
     lk.ll_words_part(ndk, np.ones(1, np.int64), 0.1)
     lengths, topics, counts = sparse_rows(ndk, one)
     scatter_rows(ndk.copy(), one, lengths, topics, counts)
+    replace_rows(ndk.copy(), one, lengths, topics, lengths, topics, counts)
     scatter_topics(one.copy(), np.zeros(1, np.int64), one)
     lk.doc_topic_counts(one, one, 1, 1)
 
@@ -386,7 +403,7 @@ class LDA(SMPProgram):
         block_words = [np.flatnonzero(word_block == b).astype(np.int32) for b in range(B)]
         ctx.cache.update(words=words, doc_of_token=doc_of_token, doc_lengths=np.diff(doc_ptr),
                          word_block=word_block, block_words=block_words, gpos=gpos,
-                         tok_ptr=tok_ptr, cell_tok=cell_tok, inflight=[], block_rows={},
+                         tok_ptr=tok_ptr, cell_tok=cell_tok, inflight=[], block_rows={}, model_rows={},
                          n_tokens=N, n_blocks=B, vocab=self._vocab or [str(i) for i in range(V)])
         seed = int(ctx.rng.integers(0, 2**31 - 1))
         z = lk.random_topics(N, K, seed)
@@ -456,7 +473,12 @@ class LDA(SMPProgram):
                 raise ValueError(f"LDA partial of fragment {f} changes the number of tokens")
             rows = _int32(part["rl"]), _int32(part["rt"]), _int32(part["rc"])
             check_sparse_rows(*rows, bw.size, K, f"fragment {f}")
-            scatter_rows(nwk, bw, *rows)
+            old = cache["model_rows"].get(b)  # what the model holds for the block, if known
+            if old is None:
+                scatter_rows(nwk, bw, *rows)
+            else:
+                replace_rows(nwk, bw, old[0], old[1], *rows)
+            cache["model_rows"][b] = rows
             cache["block_rows"][b] = (part["rl"], part["rt"], part["rc"])  # next round's input
             dnk += part["dnk"]
             scatter_topics(z, cache["gpos"][lo:hi], _int32(new_z))
