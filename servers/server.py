@@ -49,7 +49,7 @@ class SchedulerServer:
                  options: ServerOptions) -> None:
         self.program, self.spec, self.config, self.options = program, spec, config, options
         dataset = program.load_data(source)
-        n_fragments = options.n_fragments or max(1, 4 * config.min_workers)
+        n_fragments = options.n_fragments or max(1, program.fragments_per_worker * config.min_workers)
         self.ctx = SchedulerContext(dataset=dataset, bounds=dataset.bounds(n_fragments),
                                     params=program.get_params(),
                                     rng=np.random.default_rng(options.seed))

@@ -36,7 +36,7 @@ def _add_cluster_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-rounds", type=_positive_int, help="stop after this many rounds")
     parser.add_argument("--time-limit", type=float, help="stop after this many seconds")
     parser.add_argument("--fragments", type=_positive_int,
-                        help="data fragments (default 4 per worker)")
+                        help="data fragments (default: 4 per worker; LDA: 1 per worker)")
     parser.add_argument("--pipeline-depth", type=int, default=0,
                         help="rounds dispatched ahead of the last commit (bounded staleness)")
     parser.add_argument("--heartbeat-timeout", type=float, default=10.0,

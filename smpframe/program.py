@@ -182,6 +182,9 @@ class SMPProgram:
 
     #: short name used on the CLI and in results
     name: str = "program"
+    #: default data fragments per worker (``--fragments`` overrides); more fragments
+    #: balance finer, fewer make fatter rounds
+    fragments_per_worker: int = 4
 
     def __init__(self, **params: Any) -> None:
         self.params = dict(params)

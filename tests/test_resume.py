@@ -5,12 +5,12 @@ fresh cluster resumes from them and must end where an uninterrupted run ends.
 """
 from __future__ import annotations
 
-import numpy as np
 import pytest
 
 from smpframe import SchedulerConfig, run_local
 from smpframe.apps.kmeans import KMeans
 from smpframe.apps.lasso import Lasso
+from smpframe.apps.lda import LDA
 from smpframe.apps.logreg import LogReg
 from smpframe.apps.mf import MatrixFactorization
 
@@ -21,10 +21,16 @@ APPS = {
                                                    "n_informative": 20}),
     "mf": lambda: MatrixFactorization(rank=3, epochs=8, synthetic={"n_users": 60, "n_items": 90,
                                                                     "n_ratings": 1500}),
+    "lda": lambda: LDA(topics=5, iterations=6, synthetic={"n_docs": 200, "n_words": 300,
+                                                          "n_topics": 5, "doc_length": 40}),
     "kmeans": lambda: KMeans(k=4, iterations=30, tol=0.0, synthetic={"n": 3000, "d": 2,
                                                                      "centers": 4}),
 }
-FIGURE = {"lasso": "objective", "logreg": "objective", "mf": "train_rmse", "kmeans": "inertia"}
+# LDA resumes an equally valid chain, not the identical one: each block's sparse rows
+# reach the sampler in its own (history-dependent) topic order, and a resume rebuilds
+# them from the counts in index order. Its figure is compared within chain spread.
+TOLERANCE = {"lda": 0.02}
+FIGURE = {"lda": "ll_per_token", "lasso": "objective", "logreg": "objective", "mf": "train_rmse", "kmeans": "inertia"}
 
 
 @pytest.mark.parametrize("app", sorted(APPS))
@@ -38,7 +44,7 @@ def test_resume_reaches_the_uninterrupted_result(app, tmp_path):
     resumed = run_local(APPS[app](), progress=None, output=str(tmp_path / "second"),
                         resume=str(first))
     assert resumed.summary["rounds"] > 3
-    assert resumed.summary[key] == pytest.approx(whole, rel=1e-6)
+    assert resumed.summary[key] == pytest.approx(whole, rel=TOLERANCE.get(app, 1e-6))
 
 
 def test_resume_refuses_other_parameters(tmp_path):

@@ -117,14 +117,18 @@ def reassign(doc_of_token, z, z_new, ndk):
 def sparse_rows(nwk, row_ids):
     """Rows ``nwk[row_ids]`` as (nonzeros per row, their topics, their counts).
 
-    One branch-free pass into buffers sized for the worst case (pages past the
-    nonzeros are never touched, so they cost no memory); returns views of them.
+    Branch-free passes: count the nonzeros, then write every entry and advance
+    past the nonzero ones only (the +1 slot takes the last row's final zero).
     """
     n_topics = nwk.shape[1]
     n = row_ids.shape[0]
+    nnz = 0
+    for i in range(n):
+        for k in range(n_topics):
+            nnz += nwk[row_ids[i], k] != 0
     lengths = np.empty(n, np.int32)
-    topics = np.empty(n * n_topics + 1, np.int32)
-    counts = np.empty(n * n_topics + 1, np.int32)
+    topics = np.empty(nnz + 1, np.int32)
+    counts = np.empty(nnz + 1, np.int32)
     j = 0
     for i in range(n):
         r = row_ids[i]
@@ -278,6 +282,9 @@ class LDA(SMPProgram):
     """LDA topic model: model-parallel collapsed Gibbs sampling with vocabulary rotation."""
 
     name = "lda"
+    # One iteration takes at least one round per fragment (each fragment must meet
+    # every vocabulary block): one fragment per worker gives fewer, larger rounds.
+    fragments_per_worker = 1
 
     def __init__(self, topics: int = 20, alpha: float = 0.1, beta: float = 0.01,
                  iterations: int = 100, blocks: int | None = None, ll_every: int = 10,
@@ -311,19 +318,9 @@ class LDA(SMPProgram):
                             help="compute the log-likelihood every N iterations (default 10)")
         parser.add_argument("--top-words", type=int, default=10,
                             help="words listed per topic in result.json/topics.txt (default 10)")
-        for action in parser._actions:  # LDA's default differs from the runtime's (see from_args)
-            if "--fragments" in action.option_strings:
-                action.help = "data fragments (LDA default: 1 per worker; an iteration takes " \
-                              "one round per fragment)"
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> "LDA":
-        # One iteration takes at least one round per fragment (each fragment must meet
-        # every vocabulary block), so LDA defaults to one fragment per worker rather
-        # than the runtime's four: fewer, larger rounds.
-        if getattr(args, "fragments", None) is None and hasattr(args, "workers"):
-            devices = [d for d in (getattr(args, "devices", None) or "").split(",") if d.strip()]
-            args.fragments = len(devices) or args.workers
         return cls(topics=args.topics, alpha=args.alpha, beta=args.beta,
                    iterations=args.iterations, blocks=args.blocks, ll_every=args.ll_every,
                    top_words=args.top_words, fmt=args.format, vocab=args.vocab,

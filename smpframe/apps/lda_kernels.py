@@ -25,6 +25,11 @@ bucket ``(ndk + a) nwk / (nk + Vb)`` (the word's nonzero topics), so every
 draw is from the exact conditional while costing O(nonzero topics of the
 word), not O(K), in the common case (the word bucket holds most of the mass).
 
+``sample_block_sparse`` is the same sampler (same chain for rows listed in topic
+order) taking and returning the block's word-topic rows in sparse form
+(nonzeros per row, topics, counts), so its cost is tokens + nonzeros, never
+rows x K: what the LDA app sends between the scheduler and the workers.
+
 The log-likelihood is the joint ``log p(w, z)`` exactly as
 ``lda.LDA.loglikelihood()`` computes it, split into a part needing the full
 word-topic matrix and a part summable over document fragments.
