@@ -140,7 +140,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     program = resolve_program(args.app).from_args(args)
     devices = _csv(args.devices)
     for device in devices or []:
-        check_device(device)
+        if check_device(device)[0] == "gpu" and not program.gpu:
+            raise InputError(f"--devices {device}: {args.app} has no GPU kernels yet "
+                             "(kmeans has); use cpu workers")
     slowdowns = [float(s) for s in _csv(args.slowdowns) or []] or None
     n_workers = len(devices) if devices else args.workers
     if slowdowns and len(slowdowns) != n_workers:

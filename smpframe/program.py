@@ -185,6 +185,9 @@ class SMPProgram:
     #: default data fragments per worker (``--fragments`` overrides); more fragments
     #: balance finer, fewer make fatter rounds
     fragments_per_worker: int = 4
+    #: True when the worker methods run on ``wctx.xp`` (numpy or cupy), so GPU workers
+    #: actually compute on the GPU; the CLI refuses GPU devices for programs without it
+    gpu: bool = False
 
     def __init__(self, **params: Any) -> None:
         self.params = dict(params)

@@ -188,6 +188,7 @@ class KMeans(SMPProgram):
     """K-Means clustering by Lloyd's algorithm (k-means++ init; CPU or GPU workers)."""
 
     name = "kmeans"
+    gpu = True
 
     def __init__(self, k: int = 8, iterations: int = 300, tol: float = 1e-4,
                  init_centers: list[list[float]] | None = None, init_path: str | None = None,
