@@ -240,7 +240,11 @@ class SMPProgram:
         raise NotImplementedError
 
     def push(self, wctx: WorkerContext, fragment: int, block: Payload) -> Payload:
-        """*Required.* The partial result of ``block`` over one fragment (pure: no state change)."""
+        """*Required.* The partial result of ``block`` over one fragment.
+
+        Must be repeatable: a partial may be discarded and recomputed (by the fragment's
+        next owner), so changes that depend on the commit belong in ``sync``.
+        """
         raise NotImplementedError
 
     def sync(self, wctx: WorkerContext, fragment: int, update: Payload) -> None:
