@@ -99,7 +99,7 @@ def _first_line(data: bytes) -> tuple[int, bytes]:
 
 
 def _load_csv(path: str | Path) -> np.ndarray:
-    from smpframe.data.matrix import parse_number, read_table, read_text
+    from smpframe.data.textio import parse_number, read_table, read_text
 
     data = read_text(path)
     first, line = _first_line(data)

@@ -13,7 +13,8 @@ from pathlib import Path
 import numpy as np
 import scipy.sparse as sp
 
-from smpframe.data.matrix import Table, parse_number, quote, read_matrix_market, read_table, read_text
+from smpframe.data.matrix import read_matrix_market
+from smpframe.data.textio import Table, parse_number, quote, read_table, read_text
 from smpframe.errors import InputError
 
 SEPARATORS: dict[str, bytes | None] = {"csv": b",", "tsv": b"\t", "dat": b"::", "space": None}

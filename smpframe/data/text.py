@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from smpframe.data.matrix import (
+from smpframe.data.textio import (
     MAX_INDEX, Table, count_per_line, parse_int_fields, quote, read_bytes, read_table, read_text, split_tokens,
 )
 from smpframe.errors import InputError

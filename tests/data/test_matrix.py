@@ -10,9 +10,8 @@ import scipy.io
 import scipy.sparse as sp
 from sklearn.datasets import dump_svmlight_file, load_svmlight_file
 
-from smpframe.data.matrix import (
-    check_finite, load_libsvm, load_matrix_market, load_vector, load_xy, read_bytes, read_table, read_text,
-)
+from smpframe.data.matrix import load_libsvm, load_matrix_market, load_vector, load_xy
+from smpframe.data.textio import check_finite, read_bytes, read_table, read_text
 from smpframe.errors import InputError
 
 
