@@ -19,7 +19,7 @@ from scipy.special import entr
 
 from smpframe.apps import logreg_kernels as K
 from smpframe.apps.l1 import L1Regression
-from smpframe.apps.sparse_ops import cols_dot, csc_parts
+from smpframe.apps.sparse_ops import cols_dot_weighted, csc_parts
 from smpframe.errors import InputError
 from smpframe.program import Dataset, Payload, SchedulerContext, WorkerContext
 from smpframe.scheduling.blocks import priority_sample
@@ -228,6 +228,7 @@ class LogReg(L1Regression):
         st, model, n = ctx.state, ctx.model, ctx.cache["n"]
         parts = list(partials.values())
         g = sum(p["g"] for p in parts) / n
+        hess = st["nu"] * sum(p["h"] for p in parts) / n
         g0 = float(sum(p["sdl"] for p in parts)) / n
         w = np.concatenate([p["w"] for p in parts])
         intercept = bool(self.params["intercept"])
@@ -237,7 +238,7 @@ class LogReg(L1Regression):
         beta = model["coef"][idx]
         # the Newton model of the block (exact curvature: the scheduler holds X, the
         # workers sent the rows' w); damped by nu after a rejected step
-        delta, d0, quad = K.newton_block(*ctx.cache["csc"], idx, st["nu"] * w, g, g0, beta, st["lam"],
+        delta, d0, quad = K.newton_block(*ctx.cache["csc"], idx, st["nu"] * w, hess, g, g0, beta, st["lam"],
                                          intercept, INNER_PASSES, INNER_TOL)
         model["priority"][idx] = np.abs(delta)
         if not (d0 != 0.0 or np.any(delta != 0.0)):
@@ -332,7 +333,8 @@ class LogReg(L1Regression):
             g, h, gp = K.full_sums(*f["csc"], f["dl"], f["w"], f["a"], f["y"])
             out.update(g=g, h=h, gp=gp, a=f["a"].copy())
         else:
-            out["g"] = cols_dot(*f["csc"], np.array(block["idx"], np.int64), f["dl"])
+            out["g"], out["h"] = cols_dot_weighted(*f["csc"], np.array(block["idx"], np.int64),
+                                                   f["dl"], f["w"])
             out["w"] = f["w"].copy()
         return out
 

@@ -43,15 +43,16 @@ def all_rows(m, y, loss, a, dl, w):
 
 
 @njit(cache=True, nogil=True)
-def newton_block(indptr, indices, data, cols, w, g, g0, beta, lam, intercept, max_passes, rel_tol):
+def newton_block(indptr, indices, data, cols, w, hess, g, g0, beta, lam, intercept, max_passes, rel_tol):
     """Coordinate descent on the block's L1-regularised Newton model (GLMNET's subproblem).
 
     Minimises over the block step ``d`` (and the intercept step ``d0``)::
 
         g.d + g0 d0 + (1/2n) sum_i w_i (x_iB.d + d0)^2 + lam |beta + d|_1
 
-    with ``g``, ``g0`` the gradient (already divided by n) and ``w`` the rows'
-    curvatures. The product ``r = X_B d + d0`` is kept up to date, so a pass costs
+    with ``g``, ``g0`` the gradient (already divided by n), ``w`` the rows'
+    curvatures and ``hess`` the block's diagonal ``(1/n) sum_i w_i x_ij^2`` (the
+    workers sum it with the gradient, in parallel). The product ``r = X_B d + d0`` is kept up to date, so a pass costs
     the block's nonzeros (plus n for the intercept), with no Gram matrix. Passes stop
     when the largest change falls below ``rel_tol`` times the first pass's, or after
     ``max_passes``. Returns ``(d, d0, quad)`` with ``quad = (1/n) sum w r^2``.
@@ -59,20 +60,24 @@ def newton_block(indptr, indices, data, cols, w, g, g0, beta, lam, intercept, ma
     n = w.shape[0]
     kb = cols.shape[0]
     inv_n = 1.0 / n
-    hess = np.empty(kb)
+    # (w_i, r_i) side by side: the column loops' random row accesses touch one cache line
+    wr = np.zeros((n, 2))
+    h0 = 0.0
+    for i in range(n):
+        wr[i, 0] = w[i]
+        h0 += w[i]
+    h0 *= inv_n
+    # 0/1 data (bag-of-words): skip the multiplications by x (bit-identical results)
+    unit = True
     for k in range(kb):
         j = cols[k]
-        acc = 0.0
         for p in range(indptr[j], indptr[j + 1]):
-            acc += data[p] * data[p] * w[indices[p]]
-        hess[k] = acc * inv_n
-    h0 = 0.0
-    if intercept:
-        for i in range(n):
-            h0 += w[i]
-        h0 *= inv_n
+            if data[p] != 1.0:
+                unit = False
+                break
+        if not unit:
+            break
     delta = np.zeros(kb)
-    r = np.zeros(n)
     d0 = 0.0
     first = -1.0
     for _ in range(max_passes):
@@ -80,22 +85,28 @@ def newton_block(indptr, indices, data, cols, w, g, g0, beta, lam, intercept, ma
         if intercept and h0 > 0.0:
             acc = 0.0
             for i in range(n):
-                acc += w[i] * r[i]
+                acc += wr[i, 0] * wr[i, 1]
             step = -(g0 + acc * inv_n) / h0
             if step != 0.0:
                 d0 += step
                 for i in range(n):
-                    r[i] += step
+                    wr[i, 1] += step
                 biggest = abs(step)
         for k in range(kb):
             hk = hess[k]
             if hk <= 0.0:
                 continue
             j = cols[k]
+            lo, hi = indptr[j], indptr[j + 1]
             acc = 0.0
-            for p in range(indptr[j], indptr[j + 1]):
-                i = indices[p]
-                acc += data[p] * w[i] * r[i]
+            if unit:
+                for p in range(lo, hi):
+                    i = indices[p]
+                    acc += wr[i, 0] * wr[i, 1]
+            else:
+                for p in range(lo, hi):
+                    i = indices[p]
+                    acc += data[p] * wr[i, 0] * wr[i, 1]
             grad = g[k] + acc * inv_n
             u = beta[k] + delta[k]
             z = hk * u - grad
@@ -104,8 +115,12 @@ def newton_block(indptr, indices, data, cols, w, g, g0, beta, lam, intercept, ma
             step = new - u
             if step != 0.0:
                 delta[k] += step
-                for p in range(indptr[j], indptr[j + 1]):
-                    r[indices[p]] += step * data[p]
+                if unit:
+                    for p in range(lo, hi):
+                        wr[indices[p], 1] += step
+                else:
+                    for p in range(lo, hi):
+                        wr[indices[p], 1] += step * data[p]
                 biggest = max(biggest, abs(step))
         if first < 0.0:
             first = biggest
@@ -113,7 +128,7 @@ def newton_block(indptr, indices, data, cols, w, g, g0, beta, lam, intercept, ma
             break
     quad = 0.0
     for i in range(n):
-        quad += w[i] * r[i] * r[i]
+        quad += wr[i, 0] * wr[i, 1] * wr[i, 1]
     return delta, d0, quad * inv_n
 
 
@@ -121,6 +136,10 @@ def newton_block(indptr, indices, data, cols, w, g, g0, beta, lam, intercept, ma
 def full_sums(indptr, indices, data, dl, w, a, y):
     """For every column: ``g = sum x dl``, ``h = sum x^2 w`` and ``gp = sum_{y=+1} x a``."""
     d = indptr.shape[0] - 1
+    n = dl.shape[0]
+    ap = np.empty(n)  # a on the positive rows, 0 elsewhere: keeps the column loop branch-free
+    for i in range(n):
+        ap[i] = a[i] if y[i] > 0.0 else 0.0
     g = np.empty(d)
     h = np.empty(d)
     gp = np.empty(d)
@@ -133,8 +152,7 @@ def full_sums(indptr, indices, data, dl, w, a, y):
             i = indices[p]
             sg += v * dl[i]
             sh += v * v * w[i]
-            if y[i] > 0.0:
-                sp += v * a[i]
+            sp += v * ap[i]
         g[j] = sg
         h[j] = sh
         gp[j] = sp
@@ -174,7 +192,7 @@ def warm_up_scheduler() -> None:
     """Load the scheduler's kernels before the clock starts."""
     one = np.ones(1)
     tiny = (np.array([0, 1], np.int32), np.array([0], np.int32), one)
-    newton_block(*tiny, np.zeros(1, np.int64), one, one, 0.0, one, 0.1, True, 2, 0.1)
+    newton_block(*tiny, np.zeros(1, np.int64), one, one, one, 0.0, one, 0.1, True, 2, 0.1)
 
 
 def warm_up(parts: tuple[np.ndarray, np.ndarray, np.ndarray]) -> None:
