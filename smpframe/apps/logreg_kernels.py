@@ -43,7 +43,8 @@ def all_rows(m, y, loss, a, dl, w):
 
 
 @njit(cache=True, nogil=True)
-def newton_block(indptr, indices, data, cols, w, hess, g, g0, beta, lam, intercept, max_passes, rel_tol):
+def newton_block(indptr, indices, data, cols, w, hess, g, g0, beta, lam, intercept, max_passes,
+                 rel_tol):
     """Coordinate descent on the block's L1-regularised Newton model (GLMNET's subproblem).
 
     Minimises over the block step ``d`` (and the intercept step ``d0``)::
@@ -52,10 +53,11 @@ def newton_block(indptr, indices, data, cols, w, hess, g, g0, beta, lam, interce
 
     with ``g``, ``g0`` the gradient (already divided by n), ``w`` the rows'
     curvatures and ``hess`` the block's diagonal ``(1/n) sum_i w_i x_ij^2`` (the
-    workers sum it with the gradient, in parallel). The product ``r = X_B d + d0`` is kept up to date, so a pass costs
-    the block's nonzeros (plus n for the intercept), with no Gram matrix. Passes stop
-    when the largest change falls below ``rel_tol`` times the first pass's, or after
-    ``max_passes``. Returns ``(d, d0, quad)`` with ``quad = (1/n) sum w r^2``.
+    workers sum it with the gradient, in parallel). The product ``r = X_B d + d0`` is
+    kept up to date (beside ``w``), so a pass costs the block's nonzeros (plus n for the
+    intercept), with no Gram matrix. Passes stop when the largest change falls below
+    ``rel_tol`` times the first pass's, or after ``max_passes``. Returns ``(d, d0, quad)``
+    with ``quad = (1/n) sum w r^2``.
     """
     n = w.shape[0]
     kb = cols.shape[0]
