@@ -82,7 +82,7 @@ def test_stopped_worker_is_evicted_and_rejoins():
     """SIGSTOP past the heartbeat timeout, then SIGCONT: evicted, late messages dropped,
     rejoins as a fresh worker; the (exact, deterministic) result is unchanged."""
     A = np.random.default_rng(0).standard_normal((400, 6)) @ np.diag([5.0, 3, 2, 1, 1, 1])
-    program = PCA(k=2, iterations=2500, tol=0.0)
+    program = PCA(k=2, iterations=6000, tol=0.0)  # long enough to outlast stop + rejoin
     expected = run_local(program, data=A, progress=None).model["V"]
     with chaos(program, A, n_workers=3) as c:
         assert c.wait_for_round(50)
@@ -101,8 +101,10 @@ def test_stopped_worker_is_evicted_and_rejoins():
 
 
 def test_poisoned_worker_is_treated_as_faulty(data, reference):
-    with chaos(PoisonedLasso(lam=0.002, tol=TOL), data, n_workers=2,
-                         config=SchedulerConfig(heartbeat_timeout=1.5, start_timeout=5.0)) as c:
+    # the run waits for 3 workers: the 2 healthy ones started here and the poisoned one below
+    with chaos(PoisonedLasso(lam=0.002, tol=TOL), data, n_workers=3,
+               cluster=slow_cluster(2, 1.0),
+               config=SchedulerConfig(heartbeat_timeout=1.5, start_timeout=30.0)) as c:
         env = dict(os.environ, SMPFRAME_TEST_POISON="1")
         bad = subprocess.Popen(worker_command(c.server.address, scheduler_timeout=5.0), env=env)
         c.procs.append(bad)
@@ -159,8 +161,9 @@ def _free_address():
 
 def test_workers_exit_when_the_scheduler_dies(tmp_path):
     address = _free_address()
-    sched = subprocess.Popen([*SMPFRAME, "scheduler", "lasso", "--bind", address, "--workers", "2",
-                              "--tol", "1e-14", "--quiet"], stderr=subprocess.DEVNULL)
+    # LDA with a huge fixed iteration count: a run that cannot finish before the kill
+    sched = subprocess.Popen([*SMPFRAME, "scheduler", "lda", "--bind", address, "--workers", "2",
+                              "--iterations", "1000000", "--quiet"], stderr=subprocess.DEVNULL)
     workers = [subprocess.Popen([*SMPFRAME, "worker", "--connect", address, "--slowdown", "20",
                                  "--scheduler-timeout", "3", "--heartbeat-interval", "0.2",
                                  "--log-level", "ERROR"]) for _ in range(2)]
