@@ -70,7 +70,6 @@ class Round:
     fragments: set[int]
     pending: set[int]
     partials: dict[int, dict[str, Any]] = field(default_factory=dict)
-    dispatched_at: float = 0.0
 
 
 class SchedulerState:
@@ -375,7 +374,7 @@ class SchedulerState:
             frags = {int(f) for f in block}
         else:
             frags = set(range(self.ctx.n_fragments))
-        rnd = Round(number, block, frags, set(frags), dispatched_at=now)
+        rnd = Round(number, block, frags, set(frags))
         self.inflight[number] = rnd
         return self._send_tasks(rnd, frags)
 

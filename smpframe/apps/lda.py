@@ -378,9 +378,9 @@ class LDA(SMPProgram):
     def init(self, ctx: SchedulerContext) -> None:
         self._check_params()
         p = self.params
-        K, _alpha, _beta = int(p["topics"]), float(p["alpha"]), float(p["beta"])
+        K = int(p["topics"])
         X = ctx.dataset.rows["X"]
-        D, V = X.shape
+        V = X.shape[1]
         F = ctx.n_fragments
         B = int(p["blocks"]) if p["blocks"] is not None else F
         if B < F:

@@ -79,15 +79,6 @@ def parse_int(token: str) -> int | None:
     return int(token) if _INTEGER.fullmatch(token) else None
 
 
-def check_finite(array: np.ndarray, path: str | Path, what: str, lines: np.ndarray | None = None) -> None:
-    """Raise InputError on the first NaN/Inf in ``array``; ``lines[i]`` is element i's line, if known."""
-    bad = ~np.isfinite(array)
-    if bad.any():
-        i = int(np.argmax(bad))
-        line = None if lines is None else int(lines[i])
-        raise InputError(f"{what} {quote(array.flat[i])} is not finite", path, line)
-
-
 def too_large(n: int, what: str) -> str:
     return f"{what} {n} is too large (max {MAX_INDEX})"
 

@@ -11,7 +11,7 @@ import scipy.sparse as sp
 from sklearn.datasets import dump_svmlight_file, load_svmlight_file
 
 from smpframe.data.matrix import load_libsvm, load_matrix_market, load_vector, load_xy
-from smpframe.data.textio import check_finite, read_bytes, read_table, read_text
+from smpframe.data.textio import read_bytes, read_table, read_text
 from smpframe.errors import InputError
 
 
@@ -250,12 +250,6 @@ def test_load_xy_unknown_format(tmp_path):
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-def test_check_finite_reports_line():
-    check_finite(np.array([1.0, 2.0]), "f", "value")
-    with pytest.raises(InputError, match=r"^f:7: value 'inf' is not finite$"):
-        check_finite(np.array([1.0, np.inf]), "f", "value", lines=np.array([3, 7]))
 
 
 @pytest.mark.parametrize("sep", [b",", b"\t", b"::", None])
