@@ -1,198 +1,197 @@
 """The ``smpframe`` command line: run an app locally, or start a scheduler/worker by hand.
 
-Errors a user can fix (bad files, bad options) print one line and exit 2; a run
-the cluster cannot finish exits 1.
+Options come from two places only: the runtime's from :class:`smpframe.config.RunConfig`
+fields, a program's from its ``__init__`` signature (:mod:`smpframe.params`). Every
+option ``--foo-bar`` may also be set by the environment variable ``SMPFRAME_FOO_BAR``
+(the flag wins). Errors a user can fix (bad files, bad options) print one line and
+exit 2; a run the cluster or the program cannot finish prints one line and exits 1.
 """
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import json
 import logging
 import os
 import sys
-from typing import Sequence
+import typing
+from typing import Any, Mapping, Sequence
 
+from smpframe.config import ENV_PREFIX, RUN, SCHEDULER, WORKER, RunConfig, cli_fields
 from smpframe.errors import ClusterError, InputError
-from smpframe.programs import BUILTIN_APPS, resolve_program
-from smpframe.security import SecurityConfig
+from smpframe.params import _scalar_kind, add_program_arguments, program_from_args
+from smpframe.registry import BUILTIN_APPS, resolve_program
 
 EXIT_INPUT = 2
 EXIT_CLUSTER = 1
+APP_HELP = (f"a built-in app ({', '.join(BUILTIN_APPS)}), module:Class, or path/to/file.py:Class "
+            "(an SMPProgram subclass)")
+_TRUE, _FALSE = {"1", "true", "yes", "on"}, {"0", "false", "no", "off", ""}
 
 
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
+class _Parser(argparse.ArgumentParser):
+    """argparse with a one-line error (the usage is one ``--help`` away)."""
+
+    def error(self, message: str) -> typing.NoReturn:
+        self.exit(EXIT_INPUT, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
-def _add_cluster_options(parser: argparse.ArgumentParser) -> None:
-    """Options shared by ``run`` and ``scheduler``."""
-    parser.add_argument("--data", help="input file (default: a built-in synthetic problem)")
-    parser.add_argument("--workers", type=_positive_int, default=2,
-                        help="number of workers (default 2)")
-    parser.add_argument("--output", help="folder for result.json, model.npz, metrics.jsonl")
-    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    parser.add_argument("--max-rounds", type=_positive_int, help="stop after this many rounds")
-    parser.add_argument("--time-limit", type=float, help="stop after this many seconds")
-    parser.add_argument("--fragments", type=_positive_int,
-                        help="data fragments (default: 4 per worker; LDA: 1 per worker)")
-    parser.add_argument("--pipeline-depth", type=int, default=0,
-                        help="rounds dispatched ahead of the last commit (bounded staleness)")
-    parser.add_argument("--heartbeat-timeout", type=float, default=10.0,
-                        help="seconds of silence before a worker is declared dead (default 10)")
-    parser.add_argument("--dispatch-v", type=float, default=1.0,
-                        help="drift-plus-penalty V: balance (0) vs keeping data in place (large)")
-    parser.add_argument("--no-balance", action="store_true",
-                        help="keep fragments where first placed (no speed-proportional moves)")
-    parser.add_argument("--checkpoint-every",
-                        help="checkpoint into --output every N rounds, or every Ns seconds")
-    parser.add_argument("--resume", help="continue from the last checkpoint in this folder")
-    parser.add_argument("--quiet", action="store_true", help="no progress on stderr")
-    parser.add_argument("--log-level", default="WARNING")
+def env_name(flag: str) -> str:
+    """``--pipeline-depth`` -> ``SMPFRAME_PIPELINE_DEPTH``."""
+    return ENV_PREFIX + flag.lstrip("-").upper().replace("-", "_")
 
 
-def _add_security_options(parser: argparse.ArgumentParser, side: str) -> None:
-    parser.add_argument("--curve-secret", help="this side's secret key file (*.key_secret)")
-    if side == "scheduler":
-        parser.add_argument("--curve-allow", help="folder of allowed worker public keys")
-    else:
-        parser.add_argument("--curve-server", help="the scheduler's public key file (*.key)")
+class _Options:
+    """Adds options to a parser with defaults from the environment; remembers their names."""
+
+    def __init__(self, parser: argparse.ArgumentParser, env: Mapping[str, str]) -> None:
+        self.parser, self.env = parser, env
+        self.env_names: set[str] = set()
+
+    def add(self, flag: str, group: Any = None, **kwargs: Any) -> None:
+        name = env_name(flag)
+        self.env_names.add(name)
+        if name in self.env:
+            text = self.env[name]
+            if kwargs.get("action") is argparse.BooleanOptionalAction:
+                if text.lower() not in _TRUE | _FALSE:
+                    self.parser.error(f"{name}={text!r}: expected 1/0, true/false, yes/no")
+                text = text.lower() in _TRUE
+            kwargs["default"] = text  # argparse converts string defaults with ``type``
+        (group or self.parser).add_argument(flag, **kwargs)
 
 
-def _security(args: argparse.Namespace) -> SecurityConfig:
-    return SecurityConfig(secret_file=getattr(args, "curve_secret", None),
-                          server_key_file=getattr(args, "curve_server", None),
-                          allow_dir=getattr(args, "curve_allow", None))
+def _add_config_options(options: _Options, command: str) -> None:
+    """One option per RunConfig field of ``command``, typed by the field's annotation."""
+    hints = typing.get_type_hints(RunConfig)
+    group = options.parser.add_argument_group("runtime options")
+    for f in cli_fields(command):
+        flag = f.metadata["flag"] or "--" + f.name.replace("_", "-")
+        kind, _ = _scalar_kind(hints[f.name])
+        kwargs: dict[str, Any] = {"dest": f.name, "default": f.default, "help": f.metadata["help"]}
+        if kind is bool:
+            kwargs["action"] = argparse.BooleanOptionalAction
+        else:
+            kwargs["type"] = f.metadata["parse"] or kind
+            kwargs["metavar"] = f.name.upper()
+            if f.default is not None:
+                kwargs["help"] += f" (default {f.default})"
+        options.add(flag, group, **kwargs)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="smpframe", description=__doc__.splitlines()[0])
+def _command_parser(command: str, app: type | None, env: Mapping[str, str]) -> _Options:
+    """The parser of ``smpframe run APP``, ``smpframe scheduler APP`` or ``smpframe worker``."""
+    prog = f"smpframe {command}" + (f" {app.name}" if app is not None else "")
+    parser = _Parser(prog=prog, description=_first_line(app or Worker_doc))
+    options = _Options(parser, env)
+    if app is not None:
+        options.add("--data", help="input file (default: the program's built-in data)")
+    _add_config_options(options, command)
+    if app is not None:
+        add_program_arguments(parser, app, options.add)
+    return options
+
+
+Worker_doc = "Start a worker that joins a scheduler and serves its rounds."
+
+
+def _first_line(obj: Any) -> str:
+    doc = obj if isinstance(obj, str) else (obj.__doc__ or "")
+    return doc.strip().splitlines()[0] if doc.strip() else ""
+
+
+def _top_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="smpframe", description=_first_line(__doc__))
     sub = parser.add_subparsers(dest="command", required=True)
-
-    run = sub.add_parser("run", help="run an app on a local cluster (scheduler + workers)")
-    run_apps = run.add_subparsers(dest="app", required=True, metavar="APP")
-    sched = sub.add_parser("scheduler", help="start a scheduler and wait for workers")
-    sched_apps = sched.add_subparsers(dest="app", required=True, metavar="APP")
-    for name in BUILTIN_APPS:
-        cls = _app_class(name)
-        if cls is None:
-            continue
-        for apps, side in ((run_apps, "run"), (sched_apps, "scheduler")):
-            p = apps.add_parser(name, help=(cls.__doc__ or "").strip().splitlines()[0])
-            _add_cluster_options(p)
-            cls.add_arguments(p)
-            if side == "run":
-                p.add_argument("--devices", help="comma list per worker: cpu,gpu:0,... (overrides --workers)")
-                p.add_argument("--slowdowns", help="comma list of per-worker slow-down factors (testing)")
-            else:
-                p.add_argument("--bind", default="tcp://127.0.0.1:5555",
-                               help="address to listen on (default loopback only)")
-                p.add_argument("--start-timeout", type=float, default=300.0,
-                               help="seconds to wait for --workers workers before starting")
-                _add_security_options(p, "scheduler")
-
-    worker = sub.add_parser("worker", help="start a worker that joins a scheduler")
-    worker.add_argument("--connect", default="tcp://127.0.0.1:5555", help="scheduler address")
-    worker.add_argument("--device", default="cpu", help="cpu, gpu, gpu:N or auto")
-    worker.add_argument("--name", help="stable worker name (default host-pid)")
-    worker.add_argument("--slowdown", type=float, default=1.0,
-                        help="straggler switch: make this worker N times slower")
-    worker.add_argument("--heartbeat-interval", type=float, default=0.5)
-    worker.add_argument("--scheduler-timeout", type=float, default=30.0,
-                        help="exit after this many seconds without the scheduler")
-    worker.add_argument("--log-level", default="INFO")
-    _add_security_options(worker, "worker")
-
+    for command, text in ((RUN, "run a program on a local cluster (scheduler + workers)"),
+                          (SCHEDULER, "start a scheduler and wait for workers")):
+        p = sub.add_parser(command, help=text, description=text)
+        p.add_argument("app", metavar="APP", help=APP_HELP)
+        p.add_argument("rest", nargs=argparse.REMAINDER, metavar="...",
+                       help=f"options (smpframe {command} APP --help lists them)")
+    sub.add_parser(WORKER, help=Worker_doc)  # parsed by its own parser (see parse_args)
     keys = sub.add_parser("keys", help="CURVE key management")
     keys_sub = keys.add_subparsers(dest="keys_command", required=True)
     gen = keys_sub.add_parser("generate", help="make scheduler and worker key pairs")
     gen.add_argument("folder")
-    gen.add_argument("--workers", type=_positive_int, default=1, help="worker key pairs to make")
+    gen.add_argument("--workers", type=int, default=1, help="worker key pairs to make")
     return parser
 
 
-def _app_class(name: str):
-    """The app's class, or None while that app is not part of this installation."""
-    import importlib.util
-    if importlib.util.find_spec(BUILTIN_APPS[name].split(":")[0]) is None:
-        return None
-    return resolve_program(name)
+def parse_args(argv: Sequence[str], env: Mapping[str, str] | None = None) -> argparse.Namespace:
+    """Parse a whole command line (``["worker", "--connect", ...]``).
+
+    Raises SystemExit on unusable arguments (argparse's message and exit 2), and
+    InputError for an unknown program.
+    """
+    env = os.environ if env is None else env
+    argv = list(argv)
+    if argv[:1] == [WORKER]:
+        command, app, rest = WORKER, None, argv[1:]
+    else:
+        top = _top_parser().parse_args(argv)
+        if top.command == "keys":
+            return top
+        command, app, rest = top.command, resolve_program(top.app), top.rest
+    args = _command_parser(command, app, env).parser.parse_args(rest)
+    args.command, args.app_cls = command, app
+    return args
 
 
-def _scheduler_config(args: argparse.Namespace, n_workers: int):
-    from smpframe.servers.state import SchedulerConfig
-    return SchedulerConfig(min_workers=n_workers, heartbeat_timeout=args.heartbeat_timeout,
-                           pipeline_depth=args.pipeline_depth, max_rounds=args.max_rounds,
-                           time_limit=args.time_limit, dispatch_v=args.dispatch_v,
-                           balance=not args.no_balance,
-                           start_timeout=getattr(args, "start_timeout", 30.0))
+def env_vars(argv: Sequence[str]) -> set[str]:
+    """The ``SMPFRAME_*`` variables the command ``argv`` (``["worker"]``, ``["scheduler", APP]``) reads."""
+    command = argv[0]
+    app = resolve_program(argv[1]) if command in (RUN, SCHEDULER) else None
+    return _command_parser(command, app, {}).env_names
 
 
-def _csv(text: str | None) -> list[str] | None:
-    return None if not text else [t.strip() for t in text.split(",") if t.strip()]
+def config_from_args(args: argparse.Namespace) -> RunConfig:
+    """The RunConfig of a parsed command line (checked: a bad value raises InputError)."""
+    names = {f.name for f in cli_fields(args.command)}
+    return RunConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(RunConfig)
+                        if f.name in names})
 
 
-def cmd_run(args: argparse.Namespace) -> int:
-    from smpframe.arrays import check_device
-    from smpframe.launcher import ClusterOptions, run_local
+def cmd_run(args: argparse.Namespace, config: RunConfig) -> int:
+    from smpframe.launch.local import run_local
 
-    program = resolve_program(args.app).from_args(args)
-    devices = _csv(args.devices)
-    for device in devices or []:
-        if check_device(device)[0] == "gpu" and not program.gpu:
-            raise InputError(f"--devices {device}: {args.app} has no GPU kernels yet "
-                             "(kmeans has); use cpu workers")
-    slowdowns = [float(s) for s in _csv(args.slowdowns) or []] or None
-    n_workers = len(devices) if devices else args.workers
-    if slowdowns and len(slowdowns) != n_workers:
-        raise InputError(f"--slowdowns has {len(slowdowns)} values for {n_workers} workers")
-    cluster = ClusterOptions(n_workers=n_workers, devices=devices, slowdowns=slowdowns,
-                             scheduler_timeout=max(30.0, 3 * args.heartbeat_timeout),
-                             heartbeat_interval=min(0.5, args.heartbeat_timeout / 5))
-    result = run_local(program, data=args.data, cluster=cluster,
-                       config=_scheduler_config(args, n_workers), output=args.output,
-                       seed=args.seed, progress=None if args.quiet else sys.stderr,
-                       n_fragments=args.fragments, checkpoint_every=args.checkpoint_every,
-                       resume=args.resume)
+    program = program_from_args(args.app_cls, args)
+    program.check_params()
+    result = run_local(program, data=args.data, config=config)
     _print_summary(result.summary)
     return 0
 
 
-def cmd_scheduler(args: argparse.Namespace) -> int:
-    from smpframe.servers.outputs import check_output_folder, write_result
-    from smpframe.servers.server import SchedulerServer, ServerOptions
+def cmd_scheduler(args: argparse.Namespace, config: RunConfig) -> int:
+    from smpframe.launch.local import write_outputs
+    from smpframe.scheduler.outputs import check_output_folder
+    from smpframe.scheduler.server import SchedulerServer
 
-    program = resolve_program(args.app).from_args(args)
-    if args.output:
-        check_output_folder(args.output)
-    options = ServerOptions(bind=args.bind, n_fragments=args.fragments, seed=args.seed,
-                            progress=None if args.quiet else sys.stderr, output=args.output,
-                            checkpoint_every=args.checkpoint_every, resume=args.resume,
-                            security=_security(args))
-    server = SchedulerServer(program, args.app, args.data, _scheduler_config(args, args.workers),
-                             options)
-    print(f"scheduler listening on {server.address}; waiting for {args.workers} worker(s)",
+    program = program_from_args(args.app_cls, args)
+    program.check_params()
+    if config.output:
+        check_output_folder(config.output)
+    server = SchedulerServer(program, args.data, config)
+    print(f"scheduler listening on {server.address}; waiting for {config.workers} worker(s)",
           file=sys.stderr, flush=True)
     result = server.run()
-    if args.output:
-        write_result(args.output, result)
+    if config.output:
+        write_outputs(config.output, result)
     _print_summary(result.summary)
     return 0
 
 
-def cmd_worker(args: argparse.Namespace) -> int:
-    from smpframe.workers.worker import Worker, WorkerOptions
+def cmd_worker(args: argparse.Namespace, config: RunConfig) -> int:
+    from smpframe.worker.loop import Worker
 
-    options = WorkerOptions(connect=args.connect, name=args.name, device=args.device,
-                            slowdown=args.slowdown, heartbeat_interval=args.heartbeat_interval,
-                            scheduler_timeout=args.scheduler_timeout, security=_security(args))
-    return Worker(options).run()
+    return Worker(config).run()
 
 
 def cmd_keys(args: argparse.Namespace) -> int:
     from smpframe.security import generate_keys
 
+    if args.workers < 1:
+        raise InputError(f"--workers {args.workers}: must be >= 1")
     names = ["scheduler"] + [f"worker{i}" for i in range(args.workers)]
     for path in generate_keys(args.folder, names):
         print(path)
@@ -201,20 +200,21 @@ def cmd_keys(args: argparse.Namespace) -> int:
 
 def _print_summary(summary: dict) -> None:
     """The scalar figures as one JSON line (lists such as histories stay in result.json)."""
-    import json
     print(json.dumps({k: v for k, v in summary.items() if not isinstance(v, (list, dict))},
                      default=str))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``smpframe`` command."""
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(level=getattr(logging, str(args.log_level).upper(), logging.WARNING)
-                        if hasattr(args, "log_level") else logging.WARNING,
-                        format=f"%(asctime)s %(name)s[{os.getpid()}] %(levelname)s %(message)s")
-    commands = {"run": cmd_run, "scheduler": cmd_scheduler, "worker": cmd_worker, "keys": cmd_keys}
     try:
-        return commands[args.command](args)
+        args = parse_args(sys.argv[1:] if argv is None else argv)
+        if args.command == "keys":
+            return cmd_keys(args)
+        config = config_from_args(args)
+        logging.basicConfig(level=getattr(logging, str(config.log_level).upper(), logging.WARNING),
+                            format=f"%(asctime)s %(name)s[{os.getpid()}] %(levelname)s %(message)s")
+        commands = {RUN: cmd_run, SCHEDULER: cmd_scheduler, WORKER: cmd_worker}
+        return commands[args.command](args, config)
     except InputError as exc:
         print(f"smpframe: error: {exc}", file=sys.stderr)
         return EXIT_INPUT

@@ -32,3 +32,11 @@ class ProtocolError(SmpframeError):
 
 class ClusterError(SmpframeError):
     """The cluster cannot finish the run (no workers left, a program error on a worker...)."""
+
+
+class ProgramError(ClusterError):
+    """The program's own code raised (or returned what cannot be used): the run stops.
+
+    ``str()`` is one line naming the method and the exception, e.g.
+    ``pull raised ValueError: shapes do not match``.
+    """

@@ -2,25 +2,36 @@
 
 A message is ``[header, buf_0, buf_1, ...]``. The header is a msgpack map::
 
-    {"v": PROTOCOL_VERSION, "t": type, "run": run_id, "r": round,
-     "b": body (small msgpack-able map), "a": [[name, dtype, shape], ...]}
+    {"v": PROTOCOL_VERSION, "t": type, "run": run_id, "r": round, "b": body}
 
-Arrays never go through msgpack or pickle: each is sent as its own frame (zero-copy
-for large ones) and rebuilt with ``np.frombuffer``. Decoding checks the version, the
-message type, the dtype whitelist, every declared shape against its frame length and
-a size bound, and raises :class:`ProtocolError` on any mismatch; callers log and drop.
+The body is a tree of maps (string keys), lists and plain values (None, bool, int,
+float, str, bytes). Arrays may stand anywhere in it; how a value travels is chosen by
+its type (:func:`_pack`), never by its key:
+
+* a numpy array is a msgpack extension ``[frame, dtype, shape]`` and its bytes are a
+  frame of their own (zero-copy both ways);
+* a scipy sparse matrix or array (CSR, CSC, COO; other formats travel as CSR) is an
+  extension ``[format, is_sparray, rows, cols, components]``, each component an array
+  descriptor as above;
+* device arrays (cupy) are copied to the host first; numpy scalars become plain values.
+
+Anything else raises :class:`EncodeError`, naming where in the body it stands. Nothing
+is ever pickled. Decoding checks the version, the message type, the dtype whitelist,
+every declared shape against its frame, a size bound and sparse index ranges, and
+raises :class:`ProtocolError` on any mismatch; callers log and drop the message.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 import msgpack
 import numpy as np
+import scipy.sparse as sp
 
 from smpframe.errors import ProtocolError
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2
 
 #: Message types. Worker -> scheduler: HELLO, HEARTBEAT, RESULT, FAILED, BYE.
 #: Scheduler -> worker: WELCOME, WORK, HEARTBEAT, EVICT, STOP.
@@ -34,64 +45,171 @@ ALLOWED_DTYPES = frozenset(
 )
 
 DEFAULT_MAX_BYTES = 1 << 31  # 2 GiB per message, arrays included
-MAX_HEADER_BYTES = 1 << 20
-MAX_ARRAYS = 100_000
+MAX_HEADER_BYTES = 16 << 20
 MAX_NDIM = 8
+
+_EXT_ARRAY = 1
+_EXT_SPARSE = 2
+#: sparse formats on the wire and the names of their component arrays, in order
+_SPARSE_PARTS = {"csr": ("data", "indices", "indptr"), "csc": ("data", "indices", "indptr"),
+                 "coo": ("data", "row", "col")}
+
+
+class EncodeError(ProtocolError, TypeError):
+    """A value that cannot travel; ``where`` is its place in the body (``partials/3/g``)."""
+
+    def __init__(self, where: str, message: str) -> None:
+        self.where = where
+        super().__init__(f"{where or 'message'}: {message}")
 
 
 @dataclass
 class Message:
-    """One protocol message: its type, run id, round number, a small body and arrays."""
+    """One protocol message: its type, run id, round number and body (arrays anywhere)."""
 
     type: str
     run: str = ""
     round: int = -1
     body: dict[str, Any] = field(default_factory=dict)
-    arrays: dict[str, np.ndarray] = field(default_factory=dict)
 
 
-def _wire_dtype(arr: np.ndarray) -> str:
+# ---- encoding --------------------------------------------------------------------------
+
+def _wire_dtype(arr: np.ndarray, where: str) -> str:
     dt = arr.dtype
     if dt.byteorder == ">":
-        raise ProtocolError(f"big-endian array {dt} cannot be sent")
-    return dt.newbyteorder("<").str if dt.itemsize > 1 else dt.str
+        raise EncodeError(where, f"big-endian array {dt} cannot be sent")
+    name = dt.newbyteorder("<").str if dt.itemsize > 1 else dt.str
+    if name not in ALLOWED_DTYPES:
+        raise EncodeError(where, f"arrays of dtype {dt} cannot be sent (numeric and bool only)")
+    return name
+
+
+def _array_desc(arr: np.ndarray, where: str, frames: list[Any]) -> list[Any]:
+    arr = np.ascontiguousarray(arr)
+    dtype = _wire_dtype(arr, where)
+    frames.append(memoryview(arr.reshape(-1).view(np.uint8)) if arr.size else b"")
+    return [len(frames) - 1, dtype, list(arr.shape)]
+
+
+def _pack_sparse(value: Any, where: str, frames: list[Any]) -> msgpack.ExtType:
+    fmt = value.format if value.format in _SPARSE_PARTS else "csr"
+    m = value.asformat(fmt)
+    descs = [_array_desc(getattr(m, part), f"{where}.{part}", frames) for part in _SPARSE_PARTS[fmt]]
+    is_array = isinstance(value, sp.sparray) if hasattr(sp, "sparray") else False
+    head = [fmt, is_array, int(m.shape[0]), int(m.shape[1]), descs]
+    return msgpack.ExtType(_EXT_SPARSE, msgpack.packb(head))
+
+
+def _pack(value: Any, where: str, frames: list[Any]) -> Any:
+    """``value`` as msgpack-native data; arrays are appended to ``frames``."""
+    if value is None or isinstance(value, (bool, str, bytes, float)):
+        return value
+    if isinstance(value, int):
+        if not -(1 << 63) <= value < (1 << 64):
+            raise EncodeError(where, f"integer {value} does not fit in 64 bits")
+        return value
+    if isinstance(value, dict):
+        out = {}
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise EncodeError(where, f"map key {key!r} is not a string")
+            out[key] = _pack(item, f"{where}/{key}" if where else key, frames)
+        return out
+    if isinstance(value, (list, tuple)):
+        return [_pack(item, f"{where}[{i}]", frames) for i, item in enumerate(value)]
+    if isinstance(value, np.ndarray):
+        return msgpack.ExtType(_EXT_ARRAY, msgpack.packb(_array_desc(value, where, frames)))
+    if isinstance(value, np.generic):
+        return _pack(value.item(), where, frames)
+    if sp.issparse(value):
+        return _pack_sparse(value, where, frames)
+    if hasattr(value, "__cuda_array_interface__") and hasattr(value, "get"):
+        return _pack(value.get(), where, frames)  # a device array: to the host
+    raise EncodeError(where, f"a {type(value).__name__} cannot be sent (use numbers, strings, "
+                             "lists, dicts, numpy arrays or scipy sparse matrices)")
+
+
+def encode_body(body: dict[str, Any]) -> tuple[dict[str, Any], list[Any]]:
+    """The body as msgpack-native data and its array frames (raises EncodeError)."""
+    frames: list[Any] = []
+    return _pack(body, "", frames), frames
 
 
 def encode(msg: Message) -> list[Any]:
     """Encode a message as frames: ``[header, *array buffers]``."""
     if msg.type not in MESSAGE_TYPES:
         raise ProtocolError(f"unknown message type {msg.type!r}")
-    descriptors = []
-    frames: list[Any] = []
-    for name, value in msg.arrays.items():
-        arr = np.ascontiguousarray(value)
-        dtype = _wire_dtype(arr)
-        if dtype not in ALLOWED_DTYPES:
-            raise ProtocolError(f"array {name!r} has unsupported dtype {arr.dtype}")
-        descriptors.append([name, dtype, list(arr.shape)])
-        frames.append(memoryview(arr.reshape(-1).view(np.uint8)) if arr.size else b"")
-    header = {
-        "v": PROTOCOL_VERSION,
-        "t": msg.type,
-        "run": msg.run,
-        "r": int(msg.round),
-        "b": msg.body,
-        "a": descriptors,
-    }
+    body, frames = encode_body(msg.body)
+    header = {"v": PROTOCOL_VERSION, "t": msg.type, "run": msg.run, "r": int(msg.round), "b": body}
     return [msgpack.packb(header, use_bin_type=True), *frames]
 
 
-def _check_descriptor(desc: Any) -> tuple[str, np.dtype, tuple[int, ...]]:
-    if not (isinstance(desc, list) and len(desc) == 3):
-        raise ProtocolError("malformed array descriptor")
-    name, dtype, shape = desc
-    if not isinstance(name, str) or not isinstance(dtype, str) or not isinstance(shape, list):
-        raise ProtocolError("malformed array descriptor")
-    if dtype not in ALLOWED_DTYPES:
-        raise ProtocolError(f"array {name!r}: dtype {dtype!r} not allowed")
-    if len(shape) > MAX_NDIM or not all(isinstance(s, int) and 0 <= s < 2**62 for s in shape):
-        raise ProtocolError(f"array {name!r}: bad shape {shape!r}")
-    return name, np.dtype(dtype), tuple(shape)
+# ---- decoding --------------------------------------------------------------------------
+
+class _Frames:
+    """The array frames of one message: each used once, within the size bound."""
+
+    def __init__(self, frames: list[Any], budget: int) -> None:
+        self.frames = frames
+        self.used = [False] * len(frames)
+        self.budget = budget
+
+    def array(self, desc: Any) -> np.ndarray:
+        if not (isinstance(desc, list) and len(desc) == 3):
+            raise ProtocolError("malformed array descriptor")
+        index, dtype, shape = desc
+        if type(index) is not int or not 0 <= index < len(self.frames) or self.used[index]:
+            raise ProtocolError(f"array descriptor names frame {index!r}: missing or used twice")
+        if not isinstance(dtype, str) or dtype not in ALLOWED_DTYPES:
+            raise ProtocolError(f"dtype {dtype!r} not allowed")
+        if not isinstance(shape, list) or len(shape) > MAX_NDIM \
+                or not all(type(s) is int and 0 <= s < 2**62 for s in shape):
+            raise ProtocolError(f"bad array shape {shape!r}")
+        dt = np.dtype(dtype)
+        nbytes = int(np.prod(shape, dtype=object)) * dt.itemsize
+        self.budget -= nbytes
+        if self.budget < 0:
+            raise ProtocolError("message exceeds its size bound")
+        frame = self.frames[index]
+        buf = frame.buffer if hasattr(frame, "buffer") else memoryview(frame)
+        if buf.nbytes != nbytes:
+            raise ProtocolError(f"frame {index}: {buf.nbytes} bytes for {shape} {dtype}")
+        self.used[index] = True
+        if not nbytes:
+            return np.empty(shape, dt)
+        return np.frombuffer(buf, dtype=dt).reshape(shape)
+
+    def sparse(self, head: Any) -> Any:
+        if not (isinstance(head, list) and len(head) == 5):
+            raise ProtocolError("malformed sparse descriptor")
+        fmt, is_array, n, m, descs = head
+        if fmt not in _SPARSE_PARTS or not isinstance(descs, list) or len(descs) != 3 \
+                or not all(type(s) is int and 0 <= s < 2**62 for s in (n, m)):
+            raise ProtocolError("malformed sparse descriptor")
+        parts = [self.array(d) for d in descs]
+        if any(p.ndim != 1 for p in parts) or parts[1].dtype.kind not in "iu" \
+                or parts[2].dtype.kind not in "iu":
+            raise ProtocolError("sparse components must be 1-d, with integer indices")
+        try:
+            if fmt == "coo":
+                data, row, col = parts
+                if not (data.size == row.size == col.size) or (row.size and (
+                        row.min() < 0 or row.max() >= n or col.min() < 0 or col.max() >= m)):
+                    raise ValueError("coordinates out of range")
+                kind = sp.coo_array if is_array else sp.coo_matrix
+                return kind((data, (row, col)), shape=(n, m))
+            kind = {("csr", False): sp.csr_matrix, ("csc", False): sp.csc_matrix,
+                    ("csr", True): sp.csr_array, ("csc", True): sp.csc_array}[fmt, bool(is_array)]
+            value = kind(tuple(parts), shape=(n, m))
+            value.check_format(full_check=True)
+            return value
+        except (ValueError, TypeError, IndexError) as exc:
+            raise ProtocolError(f"bad sparse matrix: {exc}") from None
+
+    def check_all_used(self) -> None:
+        if not all(self.used):
+            raise ProtocolError(f"{self.used.count(False)} frames sent but not declared")
 
 
 def decode(frames: list[Any], max_bytes: int = DEFAULT_MAX_BYTES) -> Message:
@@ -105,115 +223,35 @@ def decode(frames: list[Any], max_bytes: int = DEFAULT_MAX_BYTES) -> Message:
     head_bytes = head.bytes if hasattr(head, "bytes") else bytes(head)
     if len(head_bytes) > MAX_HEADER_BYTES:
         raise ProtocolError(f"header of {len(head_bytes)} bytes exceeds {MAX_HEADER_BYTES}")
+    arrays = _Frames(list(frames[1:]), max_bytes - len(head_bytes))
+
+    def ext_hook(code: int, data: bytes) -> Any:
+        try:
+            desc = msgpack.unpackb(data, raw=False, strict_map_key=True)
+        except Exception as exc:  # msgpack raises several unrelated types
+            raise ProtocolError(f"bad extension value: {exc}") from None
+        if code == _EXT_ARRAY:
+            return arrays.array(desc)
+        if code == _EXT_SPARSE:
+            return arrays.sparse(desc)
+        raise ProtocolError(f"unknown extension type {code}")
+
     try:
-        header = msgpack.unpackb(head_bytes, raw=False, strict_map_key=True,
-                                 max_array_len=MAX_ARRAYS, max_map_len=MAX_ARRAYS)
-    except Exception as exc:  # msgpack raises several unrelated types
+        header = msgpack.unpackb(head_bytes, raw=False, strict_map_key=True, ext_hook=ext_hook)
+    except ProtocolError:
+        raise
+    except Exception as exc:
         raise ProtocolError(f"header is not msgpack: {exc}") from None
     if not isinstance(header, dict):
         raise ProtocolError("header is not a map")
     if header.get("v") != PROTOCOL_VERSION:
         raise ProtocolError(f"protocol version {header.get('v')!r} (expected {PROTOCOL_VERSION})")
-    mtype, run, rnd = header.get("t"), header.get("run"), header.get("r")
-    body, descs = header.get("b"), header.get("a")
+    mtype, run, rnd, body = header.get("t"), header.get("run"), header.get("r"), header.get("b")
     if mtype not in MESSAGE_TYPES:
         raise ProtocolError(f"unknown message type {mtype!r}")
-    if not isinstance(run, str) or not isinstance(rnd, int) or isinstance(rnd, bool):
+    if not isinstance(run, str) or type(rnd) is not int:
         raise ProtocolError("bad run id or round")
-    if not isinstance(body, dict) or not isinstance(descs, list):
-        raise ProtocolError("bad body or array list")
-    if len(descs) != len(frames) - 1:
-        raise ProtocolError(f"{len(descs)} arrays declared, {len(frames) - 1} frames sent")
-    arrays: dict[str, np.ndarray] = {}
-    total = len(head_bytes)
-    for desc, frame in zip(descs, frames[1:]):
-        name, dtype, shape = _check_descriptor(desc)
-        nbytes = int(np.prod(shape, dtype=object)) * dtype.itemsize
-        total += nbytes
-        if total > max_bytes:
-            raise ProtocolError(f"message exceeds {max_bytes} bytes")
-        buf = frame.buffer if hasattr(frame, "buffer") else memoryview(frame)
-        if buf.nbytes != nbytes:
-            raise ProtocolError(f"array {name!r}: {buf.nbytes} bytes for {shape} {dtype}")
-        if name in arrays:
-            raise ProtocolError(f"array {name!r} sent twice")
-        arrays[name] = np.frombuffer(buf, dtype=dtype).reshape(shape) if nbytes else np.empty(shape, dtype)
-    return Message(type=mtype, run=run, round=rnd, body=body, arrays=arrays)
-
-
-# ---- helpers for nested array maps --------------------------------------------------
-
-SEP = "/"
-
-
-def flatten(prefix: str, arrays: Mapping[str, Any]) -> dict[str, np.ndarray]:
-    """``{"grad": a}`` under prefix ``"3"`` -> ``{"3/grad": a}`` (arrays only)."""
-    return {f"{prefix}{SEP}{k}": np.asarray(v) for k, v in arrays.items()}
-
-
-def unflatten(arrays: Mapping[str, np.ndarray]) -> dict[str, dict[str, np.ndarray]]:
-    """Inverse of :func:`flatten` over several prefixes: ``{"3": {"grad": a}, ...}``."""
-    out: dict[str, dict[str, np.ndarray]] = {}
-    for key, value in arrays.items():
-        prefix, sep, name = key.partition(SEP)
-        if not sep:
-            raise ProtocolError(f"array name {key!r} has no prefix")
-        out.setdefault(prefix, {})[name] = value
-    return out
-
-
-def split_payload(payload: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-    """Split a user payload into msgpack-able scalars and numpy arrays.
-
-    Programs exchange plain dicts whose values are scalars, short lists, strings or
-    arrays; arrays travel as frames and everything else in the header.
-    """
-    scalars: dict[str, Any] = {}
-    arrays: dict[str, np.ndarray] = {}
-    for key, value in payload.items():
-        if SEP in key:
-            raise ValueError(f"payload key {key!r} may not contain {SEP!r}")
-        if isinstance(value, np.ndarray):
-            arrays[key] = value
-        elif isinstance(value, np.generic):
-            scalars[key] = value.item()
-        else:
-            scalars[key] = value
-    return scalars, arrays
-
-
-def join_payload(scalars: Mapping[str, Any], arrays: Mapping[str, np.ndarray]) -> dict[str, Any]:
-    """Inverse of :func:`split_payload`."""
-    out = dict(scalars)
-    out.update(arrays)
-    return out
-
-
-def pack_payloads(payloads: Mapping[Any, Mapping[str, Any]]) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-    """Pack ``{key: payload}`` into (header map, flat arrays) for one message."""
-    head: dict[str, Any] = {}
-    flat: dict[str, np.ndarray] = {}
-    for key, payload in payloads.items():
-        scalars, arrays = split_payload(payload)
-        head[str(key)] = scalars
-        flat.update(flatten(str(key), arrays))
-    return head, flat
-
-
-def unpack_payloads(head: Mapping[str, Any], flat: Mapping[str, np.ndarray],
-                    keys: Iterable[str] | None = None) -> dict[str, dict[str, Any]]:
-    """Inverse of :func:`pack_payloads`; keys stay strings."""
-    if not isinstance(head, dict):
-        raise ProtocolError("payload map is not a map")
-    grouped = unflatten(flat)
-    names = list(head) if keys is None else list(keys)
-    out = {}
-    for key in names:
-        scalars = head.get(key, {})
-        if not isinstance(scalars, dict):
-            raise ProtocolError(f"payload {key!r} is not a map")
-        out[key] = join_payload(scalars, grouped.get(key, {}))
-    stray = set(grouped) - set(out)
-    if stray:
-        raise ProtocolError(f"arrays for unknown payloads {sorted(stray)[:3]}")
-    return out
+    if not isinstance(body, dict):
+        raise ProtocolError("body is not a map")
+    arrays.check_all_used()
+    return Message(type=mtype, run=run, round=rnd, body=body)

@@ -6,57 +6,54 @@ can neither send results nor read anything.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+import os
 from pathlib import Path
 
 import zmq
 import zmq.auth
 from zmq.auth.thread import ThreadAuthenticator
 
+from smpframe.config import RunConfig
 from smpframe.errors import InputError
 
 
-@dataclass
-class SecurityConfig:
-    """Key files for one side. All None: plain TCP."""
+def enabled(config: RunConfig) -> bool:
+    """True when this side has a CURVE key (then the socket is encrypted and authenticated)."""
+    return config.curve_secret is not None
 
-    secret_file: str | None = None   # this side's ``*.key_secret``
-    server_key_file: str | None = None  # worker: the scheduler's public ``*.key``
-    allow_dir: str | None = None     # scheduler: folder of allowed workers' ``*.key``
 
-    @property
-    def enabled(self) -> bool:
-        return self.secret_file is not None
+def apply_client(socket: zmq.Socket, config: RunConfig) -> None:
+    """Make a worker socket a CURVE client of the scheduler (no-op without keys)."""
+    if not enabled(config):
+        return
+    if config.curve_server is None:
+        raise InputError("--curve-secret needs --curve-server (the scheduler's public key file)")
+    public, secret = _load(config.curve_secret, secret=True)
+    server_public, _ = _load(config.curve_server, secret=False)
+    socket.curve_publickey, socket.curve_secretkey = public, secret
+    socket.curve_serverkey = server_public
 
-    def apply_client(self, socket: zmq.Socket) -> None:
-        """Make a worker socket a CURVE client of the scheduler."""
-        if not self.enabled:
-            return
-        if self.server_key_file is None:
-            raise InputError("--curve-secret needs --curve-server (the scheduler's public key file)")
-        public, secret = _load(self.secret_file, secret=True)
-        server_public, _ = _load(self.server_key_file, secret=False)
-        socket.curve_publickey, socket.curve_secretkey = public, secret
-        socket.curve_serverkey = server_public
 
-    def apply_server(self, socket: zmq.Socket) -> None:
-        """Make the scheduler socket a CURVE server (the authenticator checks clients)."""
-        if not self.enabled:
-            return
-        public, secret = _load(self.secret_file, secret=True)
-        socket.curve_publickey, socket.curve_secretkey = public, secret
-        socket.curve_server = True
+def apply_server(socket: zmq.Socket, config: RunConfig) -> None:
+    """Make the scheduler socket a CURVE server (the authenticator checks clients)."""
+    if not enabled(config):
+        return
+    public, secret = _load(config.curve_secret, secret=True)
+    socket.curve_publickey, socket.curve_secretkey = public, secret
+    socket.curve_server = True
 
-    def start_authenticator(self, context: zmq.Context) -> ThreadAuthenticator | None:
-        """Start the ZAP handler that admits only keys in ``allow_dir``."""
-        if not self.enabled:
-            return None
-        if self.allow_dir is None or not Path(self.allow_dir).is_dir():
-            raise InputError(f"--curve-allow {self.allow_dir}: not a folder of worker public keys")
-        auth = ThreadAuthenticator(context)
-        auth.start()
-        auth.configure_curve(domain="*", location=str(self.allow_dir))
-        return auth
+
+def start_authenticator(context: zmq.Context, config: RunConfig) -> ThreadAuthenticator | None:
+    """Start the ZAP handler that admits only keys in ``--curve-allow``."""
+    if not enabled(config):
+        return None
+    allow = config.curve_allow
+    if allow is None or not Path(allow).is_dir():
+        raise InputError(f"--curve-allow {allow}: not a folder of worker public keys")
+    auth = ThreadAuthenticator(context)
+    auth.start()
+    auth.configure_curve(domain="*", location=str(allow))
+    return auth
 
 
 def _load(path: str | None, secret: bool) -> tuple[bytes, bytes | None]:
@@ -77,6 +74,7 @@ def generate_keys(folder: str, names: list[str]) -> list[Path]:
     made = []
     for name in names:
         public, secret = zmq.auth.create_certificates(str(root), name)
+        os.chmod(secret, 0o600)  # a secret key is for its owner's eyes only
         made += [Path(public), Path(secret)]
         if name != "scheduler":
             (allowed / Path(public).name).write_bytes(Path(public).read_bytes())

@@ -1,4 +1,4 @@
-"""A Lasso whose partials are NaN on workers started with SMPFRAME_TEST_POISON=1."""
+"""A Lasso whose partials are NaN on the worker whose device is $SMPFRAME_TEST_POISON."""
 from __future__ import annotations
 
 import os
@@ -13,7 +13,7 @@ class PoisonedLasso(Lasso):
 
     def push(self, wctx, fragment, block):
         partial = super().push(wctx, fragment, block)
-        if os.environ.get("SMPFRAME_TEST_POISON") == "1":
+        if wctx.device == os.environ.get("SMPFRAME_TEST_POISON"):
             partial["sr"] = float("nan")
             partial = {k: (np.full_like(v, np.nan) if isinstance(v, np.ndarray) else v)
                        for k, v in partial.items()}

@@ -4,11 +4,15 @@ from __future__ import annotations
 import json
 import socket
 import subprocess
+import time
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from tests.clitools import SMPFRAME, TIMEOUT, one_line_error, run_cli
+
+FAULTY = str(Path(__file__).parent / "faulty_program.py") + ":Faulty"
 
 
 def test_missing_data_file(tmp_path):
@@ -99,14 +103,13 @@ def test_cluster_started_by_hand(tmp_path):
 
 
 def test_workers_that_cannot_start_fail_the_run_quickly():
-    from smpframe import ClusterError, ClusterOptions, run_local
+    from smpframe import ClusterError, run_local
     from smpframe.apps.lasso import Lasso
     from smpframe.data.synthetic import make_regression
 
     X, y, _ = make_regression(n=100, d=50, density=0.1, n_informative=5)
-    broken = ClusterOptions(n_workers=2, extra_worker_args=["--no-such-option"])
     with pytest.raises(ClusterError, match="worker processes exited"):
-        run_local(Lasso(), data=(X, y), cluster=broken, progress=None)
+        run_local(Lasso(), data=(X, y), workers=2, worker_args=["--no-such-option"], quiet=True)
 
 
 def test_gpu_device_without_cupy_is_a_one_line_error():
@@ -115,3 +118,52 @@ def test_gpu_device_without_cupy_is_a_one_line_error():
         pytest.skip("a GPU is present")
     line = one_line_error(run_cli("run", "lasso", "--devices", "gpu:0"))
     assert "cupy" in line or "CUDA" in line
+
+
+@pytest.mark.parametrize("args, named", [
+    (["--checkpoint-every", "5x", "--output", "out"], "--checkpoint-every 5x"),
+    (["--checkpoint-every", "5"], "needs --output"),
+    (["--pipeline-depth", "-1"], "--pipeline-depth -1"),
+    (["--seed", "-1"], "--seed -1"),
+    (["--slowdowns", "abc,1"], "--slowdowns"),
+    (["--slowdowns", "1,2,3"], "--slowdowns"),
+    (["--heartbeat-timeout", "-1"], "--heartbeat-timeout -1"),
+    (["--lambda", "inf"], "--lambda inf"),
+    (["--rho", "2"], "--rho 2"),
+])
+def test_bad_options_fail_before_any_process_starts(args, named):
+    started = time.monotonic()
+    proc = run_cli("run", "lasso", *args)
+    assert proc.returncode == 2, proc.stderr
+    assert named in proc.stderr and "Traceback" not in proc.stderr
+    assert len([line for line in proc.stderr.splitlines() if line.strip()]) == 1
+    assert time.monotonic() - started < 20
+
+
+def test_curve_allow_without_a_secret_is_refused():
+    line = one_line_error(run_cli("scheduler", "lasso", "--curve-allow", "keys/allowed"))
+    assert "--curve-allow" in line and "--curve-secret" in line
+
+
+def test_unknown_program_is_a_one_line_error():
+    line = one_line_error(run_cli("run", "no_such_module:Program"))
+    assert "no_such_module" in line
+
+
+def test_options_come_from_the_environment_and_flags_win():
+    from smpframe.cli import config_from_args, parse_args
+
+    env = {"SMPFRAME_WORKERS": "3", "SMPFRAME_PIPELINE_DEPTH": "1", "SMPFRAME_QUIET": "yes",
+           "SMPFRAME_LAMBDA": "0.5"}
+    args = parse_args(["run", "lasso", "--workers", "4"], env=env)
+    config = config_from_args(args)
+    assert (config.workers, config.pipeline_depth, config.quiet) == (4, 1, True)
+    assert args.param_lam == 0.5
+
+
+def test_a_user_program_gets_options_from_its_signature():
+    proc = run_cli("run", FAULTY, "--rounds", "3", "--quiet")
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["rounds"] == 3
+    help_text = run_cli("run", FAULTY, "--help").stdout
+    assert "--fail-in" in help_text and "Rounds to run." in help_text

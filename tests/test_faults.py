@@ -18,14 +18,13 @@ import numpy as np
 import pytest
 import zmq
 
-from smpframe import ClusterOptions, SchedulerConfig, run_local
+from smpframe import LocalCluster, RunConfig, run_local
 from smpframe.apps.lasso import Lasso
 from smpframe.data.synthetic import make_regression
 from smpframe.examples.pca import PCA
-from smpframe.launcher import worker_command
+from smpframe.launch.local import worker_command
 from smpframe.protocol import PROTOCOL_VERSION
 from tests import procs
-from smpframe.launcher import LocalCluster
 from tests.poison import PoisonedLasso
 
 TOL = 1e-9
@@ -41,21 +40,17 @@ def data():
 
 @pytest.fixture(scope="module")
 def reference(data):
-    result = run_local(Lasso(lam=0.002, tol=TOL), data=data, progress=None)
+    result = run_local(Lasso(lam=0.002, tol=TOL), data=data, quiet=True)
     assert result.summary["converged"]
     return result.summary["objective"]
 
 
-def slow_cluster(n, slowdown=SLOW):
-    return ClusterOptions(n_workers=n, slowdowns=[slowdown] * n, heartbeat_interval=0.25,
-                          scheduler_timeout=10.0)
-
-
-def chaos(program, data, n_workers, cluster=None, config=None, **options):
-    """A background cluster with fast failure detection (1.5 s heartbeat timeout)."""
-    return LocalCluster(program, data, n_workers=n_workers, timeout=50.0,
-                        config=config or SchedulerConfig(heartbeat_timeout=1.5),
-                        cluster=cluster or slow_cluster(n_workers, 1.0), **options)
+def chaos(program, data, workers, slowdown=1.0, **options):
+    """A background cluster with fast failure detection (1.5 s heartbeat timeout);
+    its workers slowed by ``slowdown`` so that a run lasts long enough to be hit."""
+    options = {"heartbeat_timeout": 1.5, "heartbeat_interval": 0.25, "scheduler_timeout": 10.0,
+               "slowdowns": [slowdown] * workers, **options}
+    return LocalCluster(program, data, timeout=50.0, workers=workers, **options)
 
 
 def assert_same_objective(result, reference):
@@ -66,7 +61,7 @@ def assert_same_objective(result, reference):
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_random_worker_kills(data, reference, seed):
     rng = random.Random(seed)
-    with chaos(Lasso(lam=0.002, tol=TOL), data, n_workers=3, cluster=slow_cluster(3)) as c:
+    with chaos(Lasso(lam=0.002, tol=TOL), data, workers=3, slowdown=SLOW) as c:
         kills = []
         for victim, first_round in zip(rng.sample(range(3), 2), (1, 6)):
             assert c.wait_for_round(rng.randint(first_round, first_round + 4)), "run ended early"
@@ -83,8 +78,8 @@ def test_stopped_worker_is_evicted_and_rejoins():
     rejoins as a fresh worker; the (exact, deterministic) result is unchanged."""
     A = np.random.default_rng(0).standard_normal((400, 6)) @ np.diag([5.0, 3, 2, 1, 1, 1])
     program = PCA(k=2, iterations=6000, tol=0.0)  # long enough to outlast stop + rejoin
-    expected = run_local(program, data=A, progress=None).model["V"]
-    with chaos(program, A, n_workers=3) as c:
+    expected = run_local(program, data=A, quiet=True).model["V"]
+    with chaos(program, A, workers=3) as c:
         assert c.wait_for_round(50)
         victim = c.procs[1]
         victim.send_signal(signal.SIGSTOP)
@@ -100,14 +95,10 @@ def test_stopped_worker_is_evicted_and_rejoins():
     assert [e["reason"] for e in result.events if e["event"] == "worker_lost"] == ["heartbeat timeout"]
 
 
-def test_poisoned_worker_is_treated_as_faulty(data, reference):
-    # the run waits for 3 workers: the 2 healthy ones started here and the poisoned one below
-    with chaos(PoisonedLasso(lam=0.002, tol=TOL), data, n_workers=3,
-               cluster=slow_cluster(2, 1.0),
-               config=SchedulerConfig(heartbeat_timeout=1.5, start_timeout=30.0)) as c:
-        env = dict(os.environ, SMPFRAME_TEST_POISON="1")
-        bad = subprocess.Popen(worker_command(c.server.address, scheduler_timeout=5.0), env=env)
-        c.procs.append(bad)
+def test_poisoned_worker_is_treated_as_faulty(data, reference, monkeypatch):
+    monkeypatch.setenv("SMPFRAME_TEST_POISON", "cpu:2")  # the third worker's partials are NaN
+    with chaos(PoisonedLasso(lam=0.002, tol=TOL), data, workers=3,
+               devices=["cpu:0", "cpu:1", "cpu:2"]) as c:
         result = c.wait()
     assert_same_objective(result, reference)
     assert any("non-finite" in e.get("reason", "") for e in result.events)
@@ -120,7 +111,7 @@ def test_scheduler_kill_and_resume(tmp_path, data, reference):
     dump_svmlight_file(X, y, str(svm))
     from smpframe.data.matrix import load_xy
     X2, y2 = load_xy(str(svm), None, None)
-    ref = run_local(Lasso(lam=0.002, tol=TOL), data=(X2, y2), progress=None).summary["objective"]
+    ref = run_local(Lasso(lam=0.002, tol=TOL), data=(X2, y2), quiet=True).summary["objective"]
     out = tmp_path / "run"
     args = ["run", "lasso", "--data", str(svm), "--lambda", "0.002", "--tol", str(TOL),
             "--output", str(out), "--quiet"]
@@ -195,12 +186,14 @@ def _garbage(address: str, run_id: str, stop: threading.Event, sent: list) -> No
         req.connect(address)
         req.send(b"hello?")
         head = lambda **kw: msgpack.packb({"v": PROTOCOL_VERSION, "t": "RESULT", "run": run_id,
-                                          "r": 0, "b": {}, "a": [], **kw})
+                                          "r": 0, "b": {}, **kw})
+        array = lambda shape: msgpack.ExtType(1, msgpack.packb([0, "<f8", shape]))
         junk = [
             [rng.bytes(int(rng.integers(1, 200)))],
             [head(v=999)],
-            [head(a=[["x", "<f8", [2**40, 2**40]]]), b""],
-            [head(a=[["x", "<f8", [10]]]), b"\x00" * 3],
+            [head(b={"x": array([2**40, 2**40])}), b""],
+            [head(b={"x": array([10])}), b"\x00" * 3],
+            [head(b={"x": array([True])}), b"\x00" * 8],
             [head(t="HELLO", b={"device": 1})],
             [head(b={"partials": {"0": {}}}, r=1)],
             [head(t="FAILED", b={"reason": "forged"})],
@@ -223,7 +216,7 @@ def _garbage(address: str, run_id: str, stop: threading.Event, sent: list) -> No
 
 
 def test_garbage_on_the_wire_does_not_stop_the_job(data, reference):
-    with chaos(Lasso(lam=0.002, tol=TOL), data, n_workers=2, cluster=slow_cluster(2)) as c:
+    with chaos(Lasso(lam=0.002, tol=TOL), data, workers=2, slowdown=SLOW) as c:
         stop, sent = threading.Event(), []
         sender = threading.Thread(target=_garbage, args=(c.server.address, c.server.run_id, stop, sent))
         sender.start()
@@ -238,22 +231,20 @@ def test_garbage_on_the_wire_does_not_stop_the_job(data, reference):
 
 
 def test_unauthenticated_workers_cannot_join(tmp_path, data, reference):
-    from smpframe.security import SecurityConfig, generate_keys
+    from smpframe.security import generate_keys
     generate_keys(str(tmp_path / "keys"), ["scheduler", "worker0"])
     generate_keys(str(tmp_path / "rogue"), ["scheduler", "intruder"])
     keys = tmp_path / "keys"
-    security = SecurityConfig(secret_file=str(keys / "scheduler.key_secret"),
-                              allow_dir=str(keys / "allowed"))
     good = ["--curve-secret", str(keys / "worker0.key_secret"),
             "--curve-server", str(keys / "scheduler.key")]
-    cluster = ClusterOptions(n_workers=1, heartbeat_interval=0.25, scheduler_timeout=10.0,
-                             extra_worker_args=good)
-    with chaos(Lasso(lam=0.002, tol=TOL), data, n_workers=1, cluster=cluster,
-                         bind="tcp://127.0.0.1:0", security=security) as c:
+    with chaos(Lasso(lam=0.002, tol=TOL), data, workers=1, worker_args=good,
+               bind="tcp://127.0.0.1:0", curve_secret=str(keys / "scheduler.key_secret"),
+               curve_allow=str(keys / "allowed")) as c:
         address = c.server.address
         rogue_key = ["--curve-secret", str(tmp_path / "rogue" / "intruder.key_secret"),
                      "--curve-server", str(keys / "scheduler.key")]
-        rogues = [subprocess.Popen(worker_command(address, scheduler_timeout=3.0, extra=extra))
+        rogues = [subprocess.Popen(worker_command(address, RunConfig(scheduler_timeout=3.0,
+                                                                     worker_args=extra), "cpu", 1.0))
                   for extra in ([], rogue_key)]
         c.procs += rogues
         result = c.wait()

@@ -39,8 +39,7 @@ or given: ``init_centers`` (list of lists) or ``init_path`` (a ``.npy`` file).
 """
 from __future__ import annotations
 
-import argparse
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from numba import njit
@@ -52,7 +51,8 @@ from smpframe.apps.kmeans_kernels import (
     update_centers,
 )
 from smpframe.errors import InputError
-from smpframe.program import Dataset, Payload, SchedulerContext, SMPProgram, WorkerContext
+from smpframe.api import (Dataset, Fragment, Payload, SchedulerContext, SMPProgram, WorkerContext,
+                          concat_partials, sum_partials)
 
 #: score-matrix cells per chunk of the array (cupy/numpy) path: rows x k
 _CHUNK_CELLS_GPU = 1 << 24
@@ -185,72 +185,84 @@ def _warm_up_numba() -> None:
 
 
 class KMeans(SMPProgram):
-    """K-Means clustering by Lloyd's algorithm (k-means++ init; CPU or GPU workers)."""
+    """K-Means clustering by Lloyd's algorithm (k-means++ init; CPU or GPU workers).
+
+    Parameters
+    ----------
+    k : int
+        Number of clusters.
+    iterations : int
+        Maximum Lloyd iterations.
+    tol : float
+        Stop when the summed squared centre shift is at most tol x mean feature
+        variance (scikit-learn's rule).
+    init_centers : list of lists, optional
+        Initial centres, k x d (default: k-means++).
+    init_path : str, optional
+        Initial centres from a (k, d) .npy (or .csv) file.
+    init_sample : int
+        Run k-means++ on a random sample of this many rows.
+    empty : {"relocate", "keep"}
+        An empty cluster moves to the farthest point (scikit-learn) or keeps its centre.
+    kernel : {"auto", "array"}
+        CPU workers: numba kernels (auto) or the array code GPU workers run.
+    fmt : {"npy", "csv", "libsvm"}, optional
+        Input format (default: by suffix .npy/.csv/.svm).
+    synthetic : dict, optional
+        Arguments of the built-in blobs (when no data is given).
+    """
 
     name = "kmeans"
     gpu = True
+    cli_flags = {"init_path": "--init", "fmt": "--format"}
 
     def __init__(self, k: int = 8, iterations: int = 300, tol: float = 1e-4,
                  init_centers: list[list[float]] | None = None, init_path: str | None = None,
-                 init_sample: int = 100_000, empty: str = "relocate", kernel: str = "auto",
-                 fmt: str | None = None, synthetic: dict[str, Any] | None = None) -> None:
-        if int(k) < 1:
-            raise InputError(f"--k must be >= 1, got {k}")
-        if int(iterations) < 1:
-            raise InputError(f"--iterations must be >= 1, got {iterations}")
-        if not float(tol) >= 0:
-            raise InputError(f"--tol must be >= 0, got {tol}")
-        if int(init_sample) < 1:
-            raise InputError(f"--init-sample must be >= 1, got {init_sample}")
-        if empty not in ("relocate", "keep"):
-            raise InputError(f"empty must be 'relocate' or 'keep', got {empty!r}")
-        if kernel not in ("auto", "array"):
-            raise InputError(f"kernel must be 'auto' or 'array', got {kernel!r}")
-        if init_centers is not None:
+                 init_sample: int = 100_000, empty: Literal["relocate", "keep"] = "relocate",
+                 kernel: Literal["auto", "array"] = "auto",
+                 fmt: Literal["npy", "csv", "libsvm"] | None = None,
+                 synthetic: dict[str, Any] | None = None) -> None:
+        self.k = k
+        self.iterations = iterations
+        self.tol = tol
+        self.init_centers = init_centers
+        self.init_path = init_path
+        self.init_sample = init_sample
+        self.empty = empty
+        self.kernel = kernel
+        self.fmt = fmt
+        self.synthetic = synthetic
+
+    def check_params(self) -> None:
+        if int(self.k) < 1:
+            raise InputError(f"--k must be >= 1, got {self.k}")
+        if int(self.iterations) < 1:
+            raise InputError(f"--iterations must be >= 1, got {self.iterations}")
+        if not float(self.tol) >= 0:
+            raise InputError(f"--tol must be >= 0, got {self.tol}")
+        if int(self.init_sample) < 1:
+            raise InputError(f"--init-sample must be >= 1, got {self.init_sample}")
+        if self.empty not in ("relocate", "keep"):
+            raise InputError(f"empty must be 'relocate' or 'keep', got {self.empty!r}")
+        if self.kernel not in ("auto", "array"):
+            raise InputError(f"kernel must be 'auto' or 'array', got {self.kernel!r}")
+        if self.init_centers is not None:
             try:
-                init_centers = np.asarray(init_centers, dtype=np.float64).tolist()
+                np.asarray(self.init_centers, dtype=np.float64)
             except (TypeError, ValueError):
                 raise InputError("init_centers must be a k x d list of numbers") from None
-        super().__init__(k=int(k), iterations=int(iterations), tol=float(tol),
-                         init_centers=init_centers, init_path=init_path,
-                         init_sample=int(init_sample), empty=empty, kernel=kernel, fmt=fmt,
-                         synthetic=dict(synthetic or {}))
-
-    # ---- CLI ------------------------------------------------------------------------
-    @classmethod
-    def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
-        parser.add_argument("--format", choices=["npy", "csv", "libsvm"],
-                            help="input format (default: by suffix .npy/.csv/.svm)")
-        parser.add_argument("--k", type=int, default=8, help="number of clusters (default 8)")
-        parser.add_argument("--iterations", type=int, default=300,
-                            help="maximum Lloyd iterations (default 300)")
-        parser.add_argument("--tol", type=float, default=1e-4,
-                            help="stop when the summed squared centre shift is at most "
-                                 "tol x mean feature variance (default 1e-4, as scikit-learn)")
-        parser.add_argument("--init", dest="init_path", metavar="PATH",
-                            help="initial centres: a (k, d) .npy (or .csv) file (default k-means++)")
-        parser.add_argument("--init-sample", type=int, default=100_000,
-                            help="run k-means++ on a random sample of this many rows (default 100000)")
-        parser.add_argument("--empty", choices=["relocate", "keep"], default="relocate",
-                            help="empty cluster: move it to the farthest point (scikit-learn) "
-                                 "or keep its centre")
-
-    @classmethod
-    def from_args(cls, args: argparse.Namespace) -> "KMeans":
-        return cls(k=args.k, iterations=args.iterations, tol=args.tol, init_path=args.init_path,
-                   init_sample=args.init_sample, empty=args.empty, fmt=args.format)
 
     # ---- scheduler ------------------------------------------------------------------
     def load_data(self, source: Any) -> Dataset:
         from smpframe.data.dense import check_dense, load_dense, make_blobs
 
         if source is None:
-            X, _ = make_blobs(**self.params["synthetic"])
+            X, _ = make_blobs(**(self.synthetic or {}))
         elif isinstance(source, (str, bytes)) or hasattr(source, "__fspath__"):
-            X = load_dense(str(source), self.params["fmt"])
+            X = load_dense(str(source), self.fmt)
         else:
             X = check_dense(source)
-        k = self.params["k"]
+        k = self.k
         if k > X.shape[0]:
             raise InputError(f"--k {k} is more than the {X.shape[0]} rows of the data")
         return Dataset(rows={"X": X}, meta={"n_rows": X.shape[0], "n_features": X.shape[1]},
@@ -296,9 +308,8 @@ class KMeans(SMPProgram):
         # scheduled once the previous one has committed: with --pipeline-depth > 0 the
         # run stays exact (and synchronous) instead of computing rounds on stale centres.
         # (cache, not state: rebuilt empty on resume, when nothing is in flight)
-        if ctx.cache.get("scheduled_at", -1) >= ctx.round:
+        if ctx.inflight:
             return None
-        ctx.cache["scheduled_at"] = ctx.round
         st = ctx.state
         if st["phase"] == "relocate":
             return {"kind": "far", "centers": ctx.model["centers"], "m": int(st["n_empty"])}
@@ -309,10 +320,9 @@ class KMeans(SMPProgram):
         if block["kind"] == "far":
             self._relocate(ctx, block, partials)
             return None
-        parts = list(partials.values())
-        sums = np.sum([np.asarray(q["sums"], dtype=np.float64) for q in parts], axis=0)
-        counts = np.sum([np.asarray(q["counts"], dtype=np.int64) for q in parts], axis=0)
-        inertia = float(sum(float(q["inertia"]) for q in parts))
+        sums = np.asarray(sum_partials(partials, "sums"), dtype=np.float64)
+        counts = np.asarray(sum_partials(partials, "counts"), dtype=np.int64)
+        inertia = float(sum_partials(partials, "inertia"))
         st["inertia"] = inertia  # of the centres sent in this round
         st["history"].append(inertia)
         model["counts"] = counts
@@ -321,7 +331,7 @@ class KMeans(SMPProgram):
             ctx.stop(converged=bool(st["converged"]))
             return None
         empty = int(np.count_nonzero(counts == 0))
-        if empty and self.params["empty"] == "relocate":
+        if empty and self.empty == "relocate":
             model["pending_sums"], model["pending_counts"] = sums, counts
             st.update(phase="relocate", n_empty=empty)
             return None
@@ -334,8 +344,8 @@ class KMeans(SMPProgram):
         st, model = ctx.state, ctx.model
         sums = np.array(model.pop("pending_sums"), dtype=np.float64)
         counts = np.array(model.pop("pending_counts"), dtype=np.int64)
-        dist = np.concatenate([np.asarray(q["dist"], dtype=np.float64) for q in partials.values()])
-        labels = np.concatenate([np.asarray(q["labels"], dtype=np.int64) for q in partials.values()])
+        dist = concat_partials(partials, "dist").astype(np.float64)
+        labels = concat_partials(partials, "labels").astype(np.int64)
         rows = np.concatenate([np.asarray(q["rows"], dtype=np.float64).reshape(-1, sums.shape[1])
                                for q in partials.values()])
         empties = np.flatnonzero(counts == 0)
@@ -361,7 +371,7 @@ class KMeans(SMPProgram):
         if shift == 0.0:  # nothing moved: the inertia just measured is the final one
             st["converged"] = True
             ctx.stop(converged=True)
-        elif shift <= st["tol_abs"] or st["iteration"] >= self.params["iterations"]:
+        elif shift <= st["tol_abs"] or st["iteration"] >= self.iterations:
             st["converged"] = shift <= st["tol_abs"]
             st["phase"] = "final"  # one more pass: the inertia of the returned centres
 
@@ -379,21 +389,22 @@ class KMeans(SMPProgram):
 
     # ---- worker ---------------------------------------------------------------------
     def _use_numba(self, wctx: WorkerContext) -> bool:
-        return wctx.xp is np and self.params["kernel"] == "auto"
+        return wctx.xp is np and self.kernel == "auto"
 
-    def load(self, wctx: WorkerContext, fragment: int, data: Payload, model: Payload) -> None:
+    def warm_up(self, role: str, xp: Any) -> None:
+        if role == "worker" and xp is np and self.kernel == "auto":
+            _warm_up_numba()
+
+    def load(self, wctx: WorkerContext, fragment: Fragment, data: Payload, model: Payload) -> dict:
         xp = wctx.xp
         # to the device once; on CPU a writable copy (arrays off the wire are read-only,
         # and numba compiles read-only arguments as a separate signature)
         X = xp.array(data["X"], dtype=xp.float64, order="C")
-        wctx.fragments[fragment] = {"X": X, "x_sq": (X * X).sum(axis=1)}
-        if self._use_numba(wctx) and not wctx.cache.get("warm"):
-            _warm_up_numba()
-            wctx.cache["warm"] = True
+        return {"X": X, "x_sq": (X * X).sum(axis=1)}
 
-    def push(self, wctx: WorkerContext, fragment: int, block: Payload) -> Payload:
+    def push(self, wctx: WorkerContext, fragment: Fragment, block: Payload) -> Payload:
         xp = wctx.xp
-        f = wctx.fragments[fragment]
+        f = fragment.state
         chunk = _CHUNK_CELLS_CPU if xp is np else _CHUNK_CELLS_GPU
         if block["kind"] == "far":
             C = xp.asarray(block["centers"], dtype=xp.float64)

@@ -1,73 +1,111 @@
 """What the L1-regularised regression apps (Lasso, sparse logistic regression) share:
-parameters, CLI options and data loading."""
+parameters, their checks and data loading."""
 from __future__ import annotations
 
-import argparse
-from typing import Any
+import math
+from typing import Any, Literal
 
 import numpy as np
 import scipy.sparse as sp
 
 from smpframe.errors import InputError
-from smpframe.program import Dataset, SMPProgram
+from smpframe.api import Dataset, SMPProgram
 
 
 class L1Regression(SMPProgram):
-    """Base of the L1 apps: same parameters, CLI options and inputs (X rows, target y)."""
+    """Base of the L1 apps: same parameters and inputs (X rows, target y).
+
+    Parameters
+    ----------
+    lam : float, optional
+        L1 strength (default: lambda_ratio x lambda_max of the data).
+    lambda_ratio : float
+        lambda as a fraction of lambda_max when lam is not given.
+    tol : float
+        Stop at this relative duality gap (logreg: or relative objective change).
+    intercept : bool
+        Fit an unpenalised intercept.
+    block_size : int, optional
+        Columns per round (default: the app's default_block_size).
+    rho : float
+        Dependency filter: max abs(corr) with columns of rounds in flight.
+    eta : float
+        Priority floor, as a fraction of the largest priority of the epoch.
+    fmt : {"libsvm", "mm"}, optional
+        Input format (default: by suffix).
+    labels : str, optional
+        Targets for Matrix Market input (one per line).
+    synthetic : dict, optional
+        Arguments of the built-in synthetic problem (when no data is given).
+    """
 
     #: columns per round unless ``block_size`` is given
     default_block_size = 256
     #: which synthetic problem runs when no data is given
     synthetic_kind = "regression"
+    cli_flags = {"lam": "--lambda", "fmt": "--format"}
 
     def __init__(self, lam: float | None = None, lambda_ratio: float = 0.1, tol: float = 1e-6,
                  intercept: bool = True, block_size: int | None = None, rho: float = 0.1,
-                 eta: float = 1e-6, fmt: str | None = None, labels: str | None = None,
-                 synthetic: dict[str, Any] | None = None) -> None:
-        super().__init__(lam=lam, lambda_ratio=lambda_ratio, tol=tol, intercept=intercept,
-                         block_size=block_size or self.default_block_size, rho=rho, eta=eta,
-                         fmt=fmt, labels=labels, synthetic=synthetic or {})
+                 eta: float = 1e-6, fmt: Literal["libsvm", "mm"] | None = None,
+                 labels: str | None = None, synthetic: dict[str, Any] | None = None) -> None:
+        self.lam = lam
+        self.lambda_ratio = lambda_ratio
+        self.tol = tol
+        self.intercept = intercept
+        self.block_size = block_size
+        self.rho = rho
+        self.eta = eta
+        self.fmt = fmt
+        self.labels = labels
+        self.synthetic = synthetic
 
-    @classmethod
-    def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
-        add_regression_arguments(parser, cls.default_block_size)
+    @property
+    def columns_per_round(self) -> int:
+        """``block_size``, or the app's default."""
+        return int(self.block_size or self.default_block_size)
 
-    @classmethod
-    def from_args(cls, args: argparse.Namespace) -> "L1Regression":
-        return cls(lam=args.lam, tol=args.tol, intercept=not args.no_intercept,
-                   block_size=args.block_size, rho=args.rho, fmt=args.format,
-                   labels=args.labels)
+    def check_params(self) -> None:
+        check(self.lam is None or (self.lam > 0 and math.isfinite(self.lam)), "--lambda",
+              self.lam, "must be a finite number > 0")
+        check(0 < self.lambda_ratio, "lambda_ratio", self.lambda_ratio, "must be > 0")
+        check(self.tol >= 0 and math.isfinite(self.tol), "--tol", self.tol, "must be >= 0")
+        check(self.block_size is None or self.block_size >= 1, "--block-size", self.block_size,
+              "must be >= 1")
+        check(0 < self.rho <= 1, "--rho", self.rho, "must be in (0, 1]")
+        check(self.eta >= 0, "--eta", self.eta, "must be >= 0")
 
     def load_data(self, source: Any) -> Dataset:
-        X, y = load_regression_source(source, self.params, kind=self.synthetic_kind)
+        X, y = load_regression_source(source, self.fmt, self.labels, self.synthetic,
+                                      kind=self.synthetic_kind)
         return Dataset(rows={"X": X, "y": y}, meta={"n_features": X.shape[1], "n_rows": X.shape[0]})
 
 
-def add_regression_arguments(parser: argparse.ArgumentParser, block_size: int = 256) -> None:
-    """CLI options shared by Lasso and sparse logistic regression."""
-    parser.add_argument("--format", choices=["libsvm", "mm"], help="input format (default: by suffix)")
-    parser.add_argument("--labels", help="targets for Matrix Market input (one per line)")
-    parser.add_argument("--lambda", dest="lam", type=float,
-                        help="L1 strength (default 0.1 x lambda_max of the data)")
-    parser.add_argument("--tol", type=float, default=1e-6,
-                        help="stop at this relative duality gap (default 1e-6)")
-    parser.add_argument("--no-intercept", action="store_true", help="fit without an intercept")
-    parser.add_argument("--block-size", type=int, default=block_size,
-                        help=f"columns per round (default {block_size})")
-    parser.add_argument("--rho", type=float, default=0.1,
-                        help="dependency filter: max |corr| with columns of rounds in flight")
+def check_vector(partial: dict[str, Any], key: str, size: int) -> None:
+    """Raise ValueError unless ``partial[key]`` is a float vector of ``size`` entries."""
+    value = partial.get(key)
+    if not (isinstance(value, np.ndarray) and value.dtype.kind == "f" and value.shape == (size,)):
+        shape = getattr(value, "shape", type(value).__name__)
+        raise ValueError(f"{key!r} must be a float vector of {size} entries, got {shape}")
 
 
-def load_regression_source(source: Any, params: dict[str, Any], kind: str):
+def check(ok: bool, option: str, value: Any, why: str) -> None:
+    """Raise InputError ``option value: why`` unless ``ok`` (parameter checks)."""
+    if not ok:
+        raise InputError(f"{option} {value}: {why}")
+
+
+def load_regression_source(source: Any, fmt: str | None, labels: str | None,
+                           synthetic_args: dict[str, Any] | None, kind: str):
     """(X as CSR float64, y) from a path, an (X, y) pair, or None (built-in synthetic data)."""
     from smpframe.data import synthetic
 
     if source is None:
         make = synthetic.make_regression if kind == "regression" else synthetic.make_classification
-        X, y, _ = make(**params.get("synthetic", {}))
+        X, y, _ = make(**(synthetic_args or {}))
     elif isinstance(source, (str, bytes)) or hasattr(source, "__fspath__"):
         from smpframe.data.matrix import load_xy
-        X, y = load_xy(str(source), params.get("fmt"), params.get("labels"))
+        X, y = load_xy(str(source), fmt, labels)
     else:
         X, y = source
     X = sp.csr_matrix(X, dtype=np.float64)

@@ -26,10 +26,11 @@ import numpy as np
 import scipy.sparse as sp
 from numba import njit
 
-from smpframe.apps.sparse_ops import all_cols_dot, cols_axpy, cols_dot, csc_parts, warm_up
+from smpframe.apps.sparse_ops import (all_cols_dot, cols_axpy, cols_dot, csc_parts,
+                                      warm_up as warm_up_kernels)
 from smpframe.errors import InputError
-from smpframe.apps.l1 import L1Regression
-from smpframe.program import Payload, SchedulerContext, WorkerContext
+from smpframe.apps.l1 import L1Regression, check_vector
+from smpframe.api import Fragment, Payload, SchedulerContext, WorkerContext, sum_partials
 from smpframe.scheduling.blocks import dependency_filter, priority_sample
 
 
@@ -79,58 +80,55 @@ class Lasso(L1Regression):
 
     # ---- scheduler ------------------------------------------------------------------
     def init(self, ctx: SchedulerContext) -> None:
-        p = self.params
         X = ctx.dataset.rows["X"].tocsc()
         y = ctx.dataset.rows["y"]
         n, d = X.shape
-        intercept = bool(p["intercept"])
+        intercept = bool(self.intercept)
         ybar = float(y.mean()) if intercept else 0.0
         col_sum = np.asarray(X.sum(axis=0)).ravel()
         xty = X.T @ (y - ybar) if intercept else X.T @ y
         lam_max = float(np.max(np.abs(xty))) / n if d else 0.0
-        lam = float(p["lam"]) if p["lam"] is not None else p["lambda_ratio"] * lam_max
+        lam = float(self.lam) if self.lam is not None else self.lambda_ratio * lam_max
         if not lam > 0:
             raise InputError(f"--lambda must be > 0 (lambda_max for this data is {lam_max:.6g})")
-        ctx.cache = {"X": X, "y": y, "inflight": [], "col_sum": col_sum, "col_norm2": np.asarray(
+        ctx.cache = {"X": X, "y": y, "col_sum": col_sum, "col_norm2": np.asarray(
             X.multiply(X).sum(axis=0)).ravel(), "n": n, "ybar": ybar}
         yc = y - ybar
         ctx.model.update(coef=np.zeros(d), intercept=np.array([ybar]), priority=np.zeros(d))
         ctx.state.update(lam=lam, lam_max=lam_max, rr=float(yc @ yc), objective=float(yc @ yc) / (2 * n),
                          need_full=True, epoch_max=0.0, gap=None)
         ctx.report(objective=ctx.state["objective"], lam=lam)
-        self._warm_up(X)
 
-    @staticmethod
-    def _warm_up(X: sp.csc_matrix) -> None:
-        """Load the scheduler's compiled kernels before the clock starts."""
-        one = np.ones(1)
-        solve_block(np.eye(1), one, one, 1.0, 1.0, np.zeros(1), 0.1, True, 1, 0.0)
-        dependency_filter(np.arange(min(2, X.shape[1])), X, 0.5, 2)
+    def warm_up(self, role: str, xp: Any) -> None:
+        if role == "scheduler":
+            one = np.ones(1)
+            solve_block(np.eye(1), one, one, 1.0, 1.0, np.zeros(1), 0.1, True, 1, 0.0)
+            dependency_filter(np.arange(2), sp.csc_matrix(np.eye(2)), 0.5, 2)
+        else:
+            warm_up_kernels()
 
     def schedule(self, ctx: SchedulerContext) -> Payload | None:
         st = ctx.state
         if st["need_full"] or self._epoch_done(ctx):
             st["need_full"] = True
-            if ctx.cache["inflight"]:
+            if ctx.inflight:
                 return None  # a full pass waits for the blocks in flight
-            ctx.cache["inflight"].append(np.zeros(0, np.int64))
             return {"kind": "full"}
         prio = ctx.model["priority"]
         pool = np.flatnonzero(prio > 0)
-        size = int(self.params["block_size"])
+        size = self.columns_per_round
         if pool.size > 2 * size:
-            pick = pool[priority_sample(ctx.rng, prio[pool], float(self.params["eta"]) * st["epoch_max"],
+            pick = pool[priority_sample(ctx.rng, prio[pool], float(self.eta) * st["epoch_max"],
                                         2 * size)]
         else:
             pick = pool[np.argsort(-prio[pool], kind="stable")]
         block = np.sort(self._independent_of_inflight(ctx, pick)[:size]).astype(np.int64)
-        ctx.cache["inflight"].append(block)
         return {"kind": "block", "idx": block}
 
     def _independent_of_inflight(self, ctx: SchedulerContext, pick: np.ndarray) -> np.ndarray:
         """Drop candidates with |corr| >= rho to a column of a block still in flight."""
-        busy = ctx.cache["inflight"]
-        rho = float(self.params["rho"])
+        busy = [b["idx"] for b in ctx.inflight if b["kind"] == "block"]
+        rho = float(self.rho)
         if not busy or rho >= 1.0:
             return pick
         guard = np.unique(np.concatenate(busy))
@@ -144,8 +142,13 @@ class Lasso(L1Regression):
         prio = ctx.model["priority"]
         return not prio.any() or prio.max() <= 0.05 * ctx.state["epoch_max"]
 
+    def check_partial(self, ctx: SchedulerContext, block: Payload, fragment: int,
+                      partial: Payload) -> None:
+        full = block["kind"] == "full"
+        size = ctx.model["coef"].size if full else len(block["idx"])
+        check_vector(partial, "g" if full else "c", size)
+
     def pull(self, ctx: SchedulerContext, block: Payload, partials: dict[int, Payload]) -> Payload | None:
-        ctx.cache["inflight"].pop(0)
         if block["kind"] == "full":
             self._pull_full(ctx, partials)
             return None
@@ -153,15 +156,15 @@ class Lasso(L1Regression):
 
     def _pull_block(self, ctx: SchedulerContext, idx: np.ndarray, partials: dict[int, Payload]) -> Payload:
         st, cache, model = ctx.state, ctx.cache, ctx.model
-        c = sum(p["c"] for p in partials.values())
-        sr = float(sum(p["sr"] for p in partials.values()))
+        c = sum_partials(partials, "c")
+        sr = float(sum_partials(partials, "sr"))
         XB = cache["X"][:, idx]
         G = np.ascontiguousarray((XB.T @ XB).toarray())
         n = cache["n"]
         beta_B = model["coef"][idx]
         lam_n = st["lam"] * n
         delta, d0, rr_drop = solve_block(G, c, cache["col_sum"][idx], sr, float(n), beta_B, lam_n,
-                                         bool(self.params["intercept"]), 200,
+                                         bool(self.intercept), 200,
                                          1e-12 * max(1.0, float(np.abs(beta_B).max(initial=0.0))))
         new_B = beta_B + delta
         model["coef"][idx] = new_B
@@ -176,13 +179,11 @@ class Lasso(L1Regression):
     def _pull_full(self, ctx: SchedulerContext, partials: dict[int, Payload]) -> None:
         st, cache, model = ctx.state, ctx.cache, ctx.model
         n, lam = cache["n"], st["lam"]
-        g = sum(p["g"] for p in partials.values())
-        rr = float(sum(p["rr"] for p in partials.values()))
-        ry = float(sum(p["ry"] for p in partials.values()))
-        sr = float(sum(p["sr"] for p in partials.values()))
+        g = sum_partials(partials, "g")
+        rr, ry, sr = (float(sum_partials(partials, key)) for key in ("rr", "ry", "sr"))
         beta = model["coef"]
         primal = rr / (2 * n) + lam * float(np.abs(beta).sum())
-        if self.params["intercept"]:
+        if self.intercept:
             g = g - cache["col_sum"] / n * sr
             rr_c, ry_c = rr - sr * sr / n, ry - cache["ybar"] * sr
         else:
@@ -199,7 +200,7 @@ class Lasso(L1Regression):
         st.update(rr=rr, objective=primal, need_full=False, epoch_max=float(prio.max(initial=0.0)),
                   gap=gap / primal if primal > 0 else 0.0)
         ctx.report(objective=primal, gap=st["gap"], nnz=int(np.count_nonzero(beta)))
-        if st["gap"] <= self.params["tol"] or st["epoch_max"] == 0.0:
+        if st["gap"] <= self.tol or st["epoch_max"] == 0.0:
             ctx.stop(converged=True)
 
     def snapshot(self, ctx: SchedulerContext, fragment: int) -> Payload:
@@ -209,20 +210,18 @@ class Lasso(L1Regression):
         st = ctx.state
         summary = {"app": self.name, "objective": st["objective"], "duality_gap": st["gap"],
                    "nnz": int(np.count_nonzero(ctx.model["coef"])), "lambda": st["lam"],
-                   "lambda_max": st["lam_max"], "intercept": bool(self.params["intercept"])}
+                   "lambda_max": st["lam_max"], "intercept": bool(self.intercept)}
         return summary, {"coef": ctx.model["coef"], "intercept": ctx.model["intercept"]}
 
     # ---- worker ---------------------------------------------------------------------
-    def load(self, wctx: WorkerContext, fragment: int, data: Payload, model: Payload) -> None:
+    def load(self, wctx: WorkerContext, fragment: Fragment, data: Payload, model: Payload) -> dict:
         X = data["X"].tocsc()
-        parts = csc_parts(X)
         y = np.asarray(data["y"], dtype=np.float64)
         r = y - X @ model["coef"] - float(model["intercept"][0])
-        wctx.fragments[fragment] = {"csc": parts, "y": y, "r": r}
-        warm_up(parts)
+        return {"csc": csc_parts(X), "y": y, "r": r}
 
-    def push(self, wctx: WorkerContext, fragment: int, block: Payload) -> Payload:
-        f = wctx.fragments[fragment]
+    def push(self, wctx: WorkerContext, fragment: Fragment, block: Payload) -> Payload:
+        f = fragment.state
         r = f["r"]
         if block["kind"] == "full":
             return {"g": all_cols_dot(*f["csc"], r), "rr": float(r @ r), "ry": float(r @ f["y"]),
@@ -230,8 +229,8 @@ class Lasso(L1Regression):
         idx = block["idx"].copy()  # wire arrays are read-only; numba would compile a variant
         return {"c": cols_dot(*f["csc"], idx, r), "sr": float(r.sum())}
 
-    def sync(self, wctx: WorkerContext, fragment: int, update: Payload) -> None:
-        f = wctx.fragments[fragment]
+    def sync(self, wctx: WorkerContext, fragment: Fragment, update: Payload) -> None:
+        f = fragment.state
         cols_axpy(*f["csc"], update["idx"].copy(), -update["d"], f["r"])
         if update["d0"]:
             f["r"] -= update["d0"]

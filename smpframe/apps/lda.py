@@ -54,10 +54,9 @@ normalised per topic). ``result.json`` holds ``ll_per_token``,
 """
 from __future__ import annotations
 
-import argparse
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import scipy.sparse as sp
@@ -65,7 +64,7 @@ from numba import njit
 
 from smpframe.apps import lda_kernels as lk
 from smpframe.errors import InputError
-from smpframe.program import (Dataset, Payload, PerFragment, SchedulerContext, SMPProgram,
+from smpframe.api import (Dataset, Fragment, Payload, PerFragment, SchedulerContext, SMPProgram,
                               WorkerContext)
 from smpframe.scheduling.blocks import rotation
 
@@ -279,75 +278,80 @@ def _warm_up() -> None:
 # ---- the program ------------------------------------------------------------------------
 
 class LDA(SMPProgram):
-    """LDA topic model: model-parallel collapsed Gibbs sampling with vocabulary rotation."""
+    """LDA topic model: model-parallel collapsed Gibbs sampling with vocabulary rotation.
+
+    Parameters
+    ----------
+    topics : int
+        Number of topics K.
+    alpha : float
+        Symmetric document-topic prior.
+    beta : float
+        Symmetric topic-word prior.
+    iterations : int
+        Gibbs sweeps over all tokens.
+    blocks : int, optional
+        Vocabulary blocks (default: the number of fragments).
+    ll_every : int
+        Compute the log-likelihood every N iterations (and at the end).
+    top_words : int
+        Words listed per topic in result.json and topics.txt.
+    fmt : {"uci", "ldac", "text"}, optional
+        Corpus format (default: guessed; docword* is uci).
+    vocab : str, optional
+        Vocabulary file for uci/ldac (one word per line).
+    keep_stopwords : bool
+        Plain text: keep English stop words.
+    check_counts : bool
+        Debug: check every count against the topics after each round.
+    synthetic : dict, optional
+        Arguments of the built-in corpus (when no data is given).
+    """
 
     name = "lda"
     # One iteration takes at least one round per fragment (each fragment must meet
     # every vocabulary block): one fragment per worker gives fewer, larger rounds.
     fragments_per_worker = 1
+    cli_flags = {"fmt": "--format"}
 
     def __init__(self, topics: int = 20, alpha: float = 0.1, beta: float = 0.01,
                  iterations: int = 100, blocks: int | None = None, ll_every: int = 10,
-                 top_words: int = 10, fmt: str | None = None, vocab: str | None = None,
-                 stopwords: bool = True, check_counts: bool = False,
-                 synthetic: dict[str, Any] | None = None) -> None:
-        super().__init__(topics=topics, alpha=alpha, beta=beta, iterations=iterations,
-                         blocks=blocks, ll_every=ll_every, top_words=top_words, fmt=fmt,
-                         vocab=vocab, stopwords=stopwords, check_counts=check_counts,
-                         synthetic=synthetic or {})
+                 top_words: int = 10, fmt: Literal["uci", "ldac", "text"] | None = None,
+                 vocab: str | None = None, keep_stopwords: bool = False,
+                 check_counts: bool = False, synthetic: dict[str, Any] | None = None) -> None:
+        self.topics = topics
+        self.alpha = alpha
+        self.beta = beta
+        self.iterations = iterations
+        self.blocks = blocks
+        self.ll_every = ll_every
+        self.top_words = top_words
+        self.fmt = fmt
+        self.vocab = vocab
+        self.keep_stopwords = keep_stopwords
+        self.check_counts = check_counts
+        self.synthetic = synthetic
         self._vocab: list[str] | None = None
 
-    # ---- CLI ------------------------------------------------------------------------
-    @classmethod
-    def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
-        parser.add_argument("--format", choices=["uci", "ldac", "text"],
-                            help="corpus format (default: guessed; docword* is uci)")
-        parser.add_argument("--vocab", help="vocabulary file for uci/ldac (one word per line)")
-        parser.add_argument("--keep-stopwords", action="store_true",
-                            help="plain text: keep English stop words")
-        parser.add_argument("--topics", type=int, default=20, help="number of topics K (default 20)")
-        parser.add_argument("--alpha", type=float, default=0.1,
-                            help="symmetric document-topic prior (default 0.1)")
-        parser.add_argument("--beta", type=float, default=0.01,
-                            help="symmetric topic-word prior (default 0.01)")
-        parser.add_argument("--iterations", type=int, default=100,
-                            help="Gibbs sweeps over all tokens (default 100)")
-        parser.add_argument("--blocks", type=int,
-                            help="vocabulary blocks (default: the number of fragments)")
-        parser.add_argument("--ll-every", type=int, default=10,
-                            help="compute the log-likelihood every N iterations (default 10)")
-        parser.add_argument("--top-words", type=int, default=10,
-                            help="words listed per topic in result.json/topics.txt (default 10)")
-
-    @classmethod
-    def from_args(cls, args: argparse.Namespace) -> "LDA":
-        return cls(topics=args.topics, alpha=args.alpha, beta=args.beta,
-                   iterations=args.iterations, blocks=args.blocks, ll_every=args.ll_every,
-                   top_words=args.top_words, fmt=args.format, vocab=args.vocab,
-                   stopwords=not args.keep_stopwords)
-
-    # ---- scheduler ------------------------------------------------------------------
-    def _check_params(self) -> None:
-        p = self.params
-        if not int(p["topics"]) >= 1:
-            raise InputError(f"--topics must be >= 1, got {p['topics']}")
-        if not (float(p["alpha"]) > 0 and float(p["beta"]) > 0):
-            raise InputError(f"--alpha and --beta must be > 0, got {p['alpha']} and {p['beta']}")
-        if int(p["iterations"]) < 0:
-            raise InputError(f"--iterations must be >= 0, got {p['iterations']}")
-        if int(p["ll_every"]) < 1:
-            raise InputError(f"--ll-every must be >= 1, got {p['ll_every']}")
-        if p["blocks"] is not None and int(p["blocks"]) < 1:
-            raise InputError(f"--blocks must be >= 1, got {p['blocks']}")
+    def check_params(self) -> None:
+        if not int(self.topics) >= 1:
+            raise InputError(f"--topics must be >= 1, got {self.topics}")
+        if not (float(self.alpha) > 0 and float(self.beta) > 0):
+            raise InputError(f"--alpha and --beta must be > 0, got {self.alpha} and {self.beta}")
+        if int(self.iterations) < 0:
+            raise InputError(f"--iterations must be >= 0, got {self.iterations}")
+        if int(self.ll_every) < 1:
+            raise InputError(f"--ll-every must be >= 1, got {self.ll_every}")
+        if self.blocks is not None and int(self.blocks) < 1:
+            raise InputError(f"--blocks must be >= 1, got {self.blocks}")
 
     def load_data(self, source: Any) -> Dataset:
         from smpframe.data.text import Corpus, load_corpus
 
-        self._check_params()
         p = self.params
         if source is None:
             from smpframe.data.synthetic_corpus import make_corpus
-            corpus = make_corpus(**{**DEFAULT_SYNTHETIC, **p["synthetic"]})[0]
+            corpus = make_corpus(**{**DEFAULT_SYNTHETIC, **(p["synthetic"] or {})})[0]
         elif isinstance(source, Corpus):
             corpus = source
         elif isinstance(source, tuple) and source and isinstance(source[0], Corpus):
@@ -355,7 +359,7 @@ class LDA(SMPProgram):
         elif isinstance(source, (str, bytes)) or hasattr(source, "__fspath__"):
             path = Path(os.fsdecode(source))
             fmt = p["fmt"] or ("uci" if _looks_like_uci(path) else None)
-            corpus = load_corpus(path, fmt, p["vocab"], bool(p["stopwords"]))
+            corpus = load_corpus(path, fmt, p["vocab"], not p["keep_stopwords"])
         else:
             raise InputError(f"LDA data must be a path or a Corpus, not {type(source).__name__}")
         doc_ptr = np.array(corpus.doc_ptr, dtype=np.int64)  # copies: the CSR below takes them
@@ -376,7 +380,6 @@ class LDA(SMPProgram):
                        weights=lengths.astype(np.float64) + 1e-3)
 
     def init(self, ctx: SchedulerContext) -> None:
-        self._check_params()
         p = self.params
         K = int(p["topics"])
         X = ctx.dataset.rows["X"]
@@ -400,7 +403,7 @@ class LDA(SMPProgram):
         block_words = [np.flatnonzero(word_block == b).astype(np.int32) for b in range(B)]
         ctx.cache.update(words=words, doc_of_token=doc_of_token, doc_lengths=np.diff(doc_ptr),
                          word_block=word_block, block_words=block_words, gpos=gpos,
-                         tok_ptr=tok_ptr, cell_tok=cell_tok, inflight=[], block_rows={}, model_rows={},
+                         tok_ptr=tok_ptr, cell_tok=cell_tok, block_rows={}, model_rows={},
                          n_tokens=N, n_blocks=B, vocab=self._vocab or [str(i) for i in range(V)])
         seed = int(ctx.rng.integers(0, 2**31 - 1))
         z = lk.random_topics(N, K, seed)
@@ -411,7 +414,9 @@ class LDA(SMPProgram):
         ctx.state.update(step=0, iteration=0, n_blocks=B, seed=seed, ll=ll, ll_history=[[0, ll / N]],
                          seconds=0.0)
         ctx.report(iteration=0, ll_per_token=ll / N)
-        _warm_up()  # load the compiled helpers before the clock starts
+
+    def warm_up(self, role: str, xp: Any) -> None:
+        _warm_up()
 
     def _log_likelihood(self, ctx: SchedulerContext) -> float:
         """Exact ``log p(w, z)`` of the committed model (used at start and end)."""
@@ -427,13 +432,13 @@ class LDA(SMPProgram):
         if st["n_blocks"] != B:  # resumed with other fragments: restart the current iteration
             st["step"] = st["step"] // st["n_blocks"] * B
             st["n_blocks"] = B
-        if cache["inflight"] or st["step"] >= int(self.params["iterations"]) * B:
+        if ctx.inflight or st["step"] >= int(self.iterations) * B:
             return None  # a round needs the previous one committed (rotation), or we are done
         step = int(st["step"])
         last_of_iteration = step % B == B - 1
         iteration = step // B + 1
-        want_ll = last_of_iteration and (iteration % int(self.params["ll_every"]) == 0
-                                         or iteration == int(self.params["iterations"]))
+        want_ll = last_of_iteration and (iteration % int(self.ll_every) == 0
+                                         or iteration == int(self.iterations))
         seeds = np.random.SeedSequence([int(st["seed"]), step]).generate_state(
             ctx.n_fragments, np.uint64) >> np.uint64(1)
         nwk, nk = ctx.model["nwk"], ctx.model["nk"]
@@ -447,12 +452,28 @@ class LDA(SMPProgram):
                 rows = (lengths, topics.astype(wire), counts)
             plan[f] = {"step": step, "b": b, "seed": int(seeds[f]), "ll": bool(want_ll),
                        "rl": rows[0], "rt": rows[1], "rc": rows[2], "nk": nk}
-        cache["inflight"].append(step)
         return plan
+
+    def check_partial(self, ctx: SchedulerContext, block: Payload, fragment: int,
+                      partial: Payload) -> None:
+        cache, K, b = ctx.cache, int(self.topics), int(block["b"])
+        lo, hi = cache["cell_tok"][fragment, b], cache["cell_tok"][fragment, b + 1]
+        new_z, dnk = partial.get("z"), partial.get("dnk")
+        arrays = [partial.get(key) for key in ("z", "dnk", "rl", "rt", "rc")]
+        if not all(isinstance(a, np.ndarray) and a.dtype.kind in "iu" for a in arrays):
+            raise ValueError("z, dnk, rl, rt and rc must be integer arrays")
+        if new_z.shape != (hi - lo,) or dnk.shape != (K,):
+            raise ValueError("z or dnk has the wrong shape")
+        if new_z.size and int(new_z.max()) >= K:
+            raise ValueError("a topic is out of range")
+        if int(dnk.sum()) != 0:
+            raise ValueError("dnk changes the number of tokens")
+        rows = _int32(partial["rl"]), _int32(partial["rt"]), _int32(partial["rc"])
+        check_sparse_rows(*rows, cache["block_words"][b].size, K, "rows")
 
     def pull(self, ctx: SchedulerContext, block: PerFragment, partials: dict[int, Payload]) -> Payload:
         p, st, cache, model = self.params, ctx.state, ctx.cache, ctx.model
-        step = cache["inflight"].pop(0)
+        step = int(next(iter(block.values()))["step"])
         K, N = int(p["topics"]), cache["n_tokens"]
         nwk, nk, z = model["nwk"], model["nk"], model["z"]
         dnk = np.zeros(K, np.int64)
@@ -462,14 +483,7 @@ class LDA(SMPProgram):
             bw = cache["block_words"][b]
             lo, hi = cache["cell_tok"][f, b], cache["cell_tok"][f, b + 1]
             new_z = part["z"]
-            if new_z.shape != (hi - lo,) or part["dnk"].shape != (K,):
-                raise ValueError(f"LDA partial of fragment {f} has the wrong shape")
-            if new_z.size and (int(new_z.min()) < 0 or int(new_z.max()) >= K):
-                raise ValueError(f"LDA partial of fragment {f} has a topic out of range")
-            if int(part["dnk"].sum()) != 0:
-                raise ValueError(f"LDA partial of fragment {f} changes the number of tokens")
             rows = _int32(part["rl"]), _int32(part["rt"]), _int32(part["rc"])
-            check_sparse_rows(*rows, bw.size, K, f"fragment {f}")
             old = cache["model_rows"].get(b)  # what the model holds for the block, if known
             if old is None:
                 scatter_rows(nwk, bw, *rows)
@@ -510,7 +524,7 @@ class LDA(SMPProgram):
 
     def _check(self, ctx: SchedulerContext, partials: dict[int, Payload], step: int) -> None:
         """Debug (``check_counts``): every count agrees with z, and with the workers' ndk."""
-        c, m, K = ctx.cache, ctx.model, int(self.params["topics"])
+        c, m, K = ctx.cache, ctx.model, int(self.topics)
         where = f"after sub-iteration {step}"
         check_counts(m["nwk"], m["nk"], m["z"], c["words"], c["n_tokens"], where)
         for f, part in partials.items():
@@ -530,7 +544,7 @@ class LDA(SMPProgram):
 
     def _top_words(self, ctx: SchedulerContext) -> list[list[str]]:
         nwk, vocab = ctx.model["nwk"], ctx.cache["vocab"]
-        n = min(int(self.params["top_words"]), nwk.shape[0])
+        n = min(int(self.top_words), nwk.shape[0])
         out = []
         for k in range(nwk.shape[1]):
             col = nwk[:, k]
@@ -565,13 +579,13 @@ class LDA(SMPProgram):
         return {"topics.txt": "\n".join(lines) + "\n"}
 
     # ---- worker ---------------------------------------------------------------------
-    def load(self, wctx: WorkerContext, fragment: int, data: Payload, model: Payload) -> None:
-        K = int(self.params["topics"])
+    def load(self, wctx: WorkerContext, fragment: Fragment, data: Payload, model: Payload) -> dict:
+        K = int(self.topics)
         doc_ptr, words, doc_of_token = expand_tokens(data["X"])
         n_docs = doc_ptr.size - 1
         z = np.array(model["z"], dtype=np.int32)
         if z.shape != words.shape:
-            raise ValueError(f"snapshot of fragment {fragment} has {z.size} topics for {words.size} tokens")
+            raise ValueError(f"snapshot of fragment {fragment.id} has {z.size} topics for {words.size} tokens")
         word_block = np.asarray(model["word_block"], dtype=np.int32)
         n_blocks = int(model["n_blocks"])
         if word_block.shape != (int(wctx.meta["n_words"]),) or word_block.size and (
@@ -580,7 +594,7 @@ class LDA(SMPProgram):
         # tokens grouped by block (the scheduler's order), each with its word's row in the block
         order, block_ptr = lk.build_block_index(doc_ptr, words, word_block, n_blocks)
         rank, sizes = word_ranks(word_block, n_blocks)
-        wctx.fragments[fragment] = {
+        return {
             "rows": rank[words[order]], "doc": doc_of_token[order], "z": z[order],
             "block_ptr": block_ptr, "block_sizes": sizes,
             "ndk": lk.doc_topic_counts(doc_of_token, z, n_docs, K), "doc_lengths": np.diff(doc_ptr),
@@ -588,12 +602,9 @@ class LDA(SMPProgram):
             "identity": np.arange(max(int(sizes.max(initial=0)), 1), dtype=np.int32),
             "pending": None,
         }
-        if not wctx.cache.get("lda_warm"):
-            _warm_up()
-            wctx.cache["lda_warm"] = True
 
-    def push(self, wctx: WorkerContext, fragment: int, block: Payload) -> Payload:
-        st = wctx.fragments[fragment]
+    def push(self, wctx: WorkerContext, fragment: Fragment, block: Payload) -> Payload:
+        st = fragment.state
         self._undo_pending(st)  # the same round pushed again before its commit: start over
         p = self.params
         K = int(p["topics"])
@@ -627,12 +638,13 @@ class LDA(SMPProgram):
             reassign(st["doc"][lo:hi], st["z"][lo:hi], z_old, st["ndk"])
             st["pending"] = None
 
-    def sync(self, wctx: WorkerContext, fragment: int, update: Payload) -> None:
-        index = update.get("_index")
-        if index is None:  # the same update object comes once per held fragment
-            index = update["_index"] = {int(f): i for i, f in enumerate(update["frags"])}
-        i = index.get(fragment)
-        st = wctx.fragments[fragment]
+    def sync_worker(self, wctx: WorkerContext, update: Payload) -> None:
+        """Where each fragment's new topics are in the update (used by every sync)."""
+        wctx.shared["committed"] = {int(f): i for i, f in enumerate(update["frags"])}
+
+    def sync(self, wctx: WorkerContext, fragment: Fragment, update: Payload) -> None:
+        i = wctx.shared["committed"].get(fragment.id)
+        st = fragment.state
         if i is None:
             return
         b = int(update["blocks"][i])
@@ -643,5 +655,5 @@ class LDA(SMPProgram):
         ptr = update["zptr"]
         z_new = _int32(update["z"][int(ptr[i]):int(ptr[i + 1])])
         if z_new.shape != (hi - lo,):
-            raise ValueError(f"committed topics for fragment {fragment} have the wrong length")
+            raise ValueError(f"committed topics for fragment {fragment.id} have the wrong length")
         reassign(st["doc"][lo:hi], st["z"][lo:hi], z_new, st["ndk"])

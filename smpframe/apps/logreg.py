@@ -18,10 +18,11 @@ import numpy as np
 from scipy.special import entr
 
 from smpframe.apps import logreg_kernels as K
-from smpframe.apps.l1 import L1Regression
+from smpframe.apps.l1 import L1Regression, check_vector
 from smpframe.apps.sparse_ops import cols_dot_weighted, csc_parts
 from smpframe.errors import InputError
-from smpframe.program import Dataset, Payload, SchedulerContext, WorkerContext
+from smpframe.api import (Dataset, Fragment, Payload, SchedulerContext, WorkerContext,
+                          concat_partials, sum_partials)
 from smpframe.scheduling.blocks import priority_sample
 
 #: Armijo constant: a step must achieve this fraction of the decrease its model predicts
@@ -92,80 +93,89 @@ class LogReg(L1Regression):
     # ---- scheduler ------------------------------------------------------------------
     def load_data(self, source: Any) -> Dataset:
         dataset = super().load_data(source)
-        dataset.rows["y"] = check_labels(dataset.rows["y"], _label_file(source, self.params))
+        dataset.rows["y"] = check_labels(dataset.rows["y"], _label_file(source, self.fmt, self.labels))
         return dataset
 
     def init(self, ctx: SchedulerContext) -> None:
-        p = self.params
         X = ctx.dataset.rows["X"].tocsc()
         y = np.asarray(ctx.dataset.rows["y"], dtype=np.float64)
         n, d = X.shape
-        intercept = bool(p["intercept"])
+        intercept = bool(self.intercept)
         share = float(np.mean(y > 0))
         b0 = float(np.log(share / (1.0 - share))) if intercept else 0.0
         z0 = y * b0
         a0 = 1.0 / (1.0 + np.exp(z0))
         lam_max = float(np.max(np.abs(X.T @ (y * a0)))) / n if d else 0.0
-        lam = float(p["lam"]) if p["lam"] is not None else float(p["lambda_ratio"]) * lam_max
+        lam = float(self.lam) if self.lam is not None else float(self.lambda_ratio) * lam_max
         if not lam > 0:
             raise InputError(f"--lambda must be > 0 (lambda_max for this data is {lam_max:.6g})")
         X.sort_indices()
         col_nnz = np.diff(X.indptr)
-        ctx.cache = {"X": X, "y": y, "n": n, "csc": csc_parts(X), "col_nnz": col_nnz, "inflight": 0,
+        ctx.cache = {"X": X, "y": y, "n": n, "csc": csc_parts(X), "col_nnz": col_nnz,
                      "nnz_budget": max(BLOCK_NNZ * float(col_nnz.sum()), BLOCK_NNZ_MIN)}
         loss0 = float(np.mean(np.logaddexp(0.0, -z0)))
         ctx.model.update(coef=np.zeros(d), intercept=np.array([b0]), priority=np.zeros(d),
                          p_idx=np.zeros(0, np.int64), p_delta=np.zeros(0), p_beta=np.zeros(0),
                          p_g=np.zeros(0))
         ctx.state.update(lam=lam, lam_max=lam_max, objective=loss0, need_full=True, epoch_max=0.0,
-                         gap=None, nu=1.0, pending=None, changed=-1, i_prio=0.0, rejected=0,
+                         gap=None, nu=1.0, pending=None, i_prio=0.0, rejected=0,
                          since_full=0, last_full=None, change=None, stopped_by=None, accepted=0)
         ctx.report(objective=loss0, lam=lam)
-        K.warm_up_scheduler()  # load the scheduler's kernels before the clock starts
+
+    def warm_up(self, role: str, xp: Any) -> None:
+        if role == "scheduler":
+            K.warm_up_scheduler()
+        else:
+            K.warm_up()
 
     def schedule(self, ctx: SchedulerContext) -> Payload | None:
-        if ctx.cache["inflight"]:
+        if ctx.inflight:
             return None  # a step is checked on the margins it produced: wait for the round in flight
-        ctx.cache["inflight"] += 1
         return self._next_block(ctx)
 
     def _next_block(self, ctx: SchedulerContext) -> Payload:
-        st, seen = ctx.state, ctx.round
+        st = ctx.state
         if st["need_full"]:
-            return {"kind": "full", "seen": seen}
+            return {"kind": "full"}
         prio = ctx.model["priority"]
         pool = np.flatnonzero(prio > 0)
         floor = 0.05 * st["epoch_max"]
-        size = int(self.params["block_size"])
+        size = self.columns_per_round
         budget = ctx.cache["nnz_budget"]
         col_nnz = ctx.cache["col_nnz"]
         sweep = max(-(-pool.size // size), int(np.ceil(col_nnz[pool].sum() / budget)))
         st["since_full"] += 1
         if st["since_full"] > max(CYCLE_MIN, CYCLE_SWEEPS * sweep):
             st["need_full"] = True  # an epoch's worth of blocks: time to re-rank every column
-            return {"kind": "full", "seen": seen}
+            return {"kind": "full"}
         if pool.size == 0 or prio[pool].max() <= floor:
-            if self.params["intercept"] and st["i_prio"] > floor:
-                return {"kind": "block", "idx": np.zeros(0, np.int64), "seen": seen}
+            if self.intercept and st["i_prio"] > floor:
+                return {"kind": "block", "idx": np.zeros(0, np.int64)}
             st["need_full"] = True
-            return {"kind": "full", "seen": seen}
+            return {"kind": "full"}
         if pool.size > 2 * size:
-            pick = pool[priority_sample(ctx.rng, prio[pool], float(self.params["eta"]) * st["epoch_max"],
+            pick = pool[priority_sample(ctx.rng, prio[pool], float(self.eta) * st["epoch_max"],
                                         2 * size)]
         else:
             pick = pool[np.argsort(-prio[pool], kind="stable")]
         block = pick[:size]
         # a round's cost is its columns' nonzeros: cap them (rare columns come many at a time)
         block = block[:max(1, int(np.searchsorted(np.cumsum(col_nnz[block]), budget, side="right")))]
-        return {"kind": "block", "idx": np.sort(block).astype(np.int64), "seen": seen}
+        return {"kind": "block", "idx": np.sort(block).astype(np.int64)}
+
+    def check_partial(self, ctx: SchedulerContext, block: Payload, fragment: int,
+                      partial: Payload) -> None:
+        start, stop = ctx.bounds[fragment]
+        full = block["kind"] == "full"
+        size = ctx.model["coef"].size if full else len(block["idx"])
+        for key in ("g", "h", "gp") if full else ("g", "h"):
+            check_vector(partial, key, size)
+        check_vector(partial, "a" if full else "w", stop - start)
 
     def pull(self, ctx: SchedulerContext, block: Payload, partials: dict[int, Payload]) -> Payload | None:
         st, model = ctx.state, ctx.model
-        ctx.cache["inflight"] = max(0, ctx.cache["inflight"] - 1)
-        if block["seen"] <= st["changed"]:
-            return None  # computed before the last commit (pipelined rounds): redo it
         n = ctx.cache["n"]
-        loss = float(sum(p["loss"] for p in partials.values()))
+        loss = float(sum_partials(partials, "loss"))
         objective = loss / n + st["lam"] * float(np.abs(model["coef"]).sum())
         if st["pending"] is not None:
             if not self._acceptable(ctx, objective):
@@ -212,7 +222,6 @@ class LogReg(L1Regression):
         m["intercept"][0] = pend["b0"] + t * pend["d0"]
         st["nu"] = min(st["nu"] * 2.0, 1e12)
         st["rejected"] += 1
-        st["changed"] = ctx.round
         if t == 0.0:
             st["pending"] = None
             st["objective"] = pend["F0"]
@@ -226,12 +235,11 @@ class LogReg(L1Regression):
     def _pull_block(self, ctx: SchedulerContext, idx: np.ndarray,
                     partials: dict[int, Payload]) -> Payload | None:
         st, model, n = ctx.state, ctx.model, ctx.cache["n"]
-        parts = list(partials.values())
-        g = sum(p["g"] for p in parts) / n
-        hess = st["nu"] * sum(p["h"] for p in parts) / n
-        g0 = float(sum(p["sdl"] for p in parts)) / n
-        w = np.concatenate([p["w"] for p in parts])
-        intercept = bool(self.params["intercept"])
+        g = sum_partials(partials, "g") / n
+        hess = st["nu"] * sum_partials(partials, "h") / n
+        g0 = float(sum_partials(partials, "sdl")) / n
+        w = concat_partials(partials, "w")
+        intercept = bool(self.intercept)
         if intercept:
             h0 = float(w.sum()) / n
             st["i_prio"] = abs(g0) / h0 if h0 > 0 else 0.0
@@ -251,7 +259,6 @@ class LogReg(L1Regression):
             return None
         model["coef"][idx] = beta + delta
         model["intercept"][0] += d0
-        st["changed"] = ctx.round
         ctx.report(objective=st["objective"], nnz=int(np.count_nonzero(model["coef"])))
         moved = delta != 0.0
         return {"idx": idx[moved], "d": delta[moved], "d0": float(d0)}
@@ -259,21 +266,20 @@ class LogReg(L1Regression):
     def _pull_full(self, ctx: SchedulerContext, partials: dict[int, Payload], loss: float) -> None:
         st, model, cache = ctx.state, ctx.model, ctx.cache
         n, lam, y = cache["n"], st["lam"], cache["y"]
-        parts = list(partials.values())
-        g_raw = sum(p["g"] for p in parts)
-        h = sum(p["h"] for p in parts) / n
-        gp = sum(p["gp"] for p in parts)
-        a = np.concatenate([p["a"] for p in parts])
+        g_raw = sum_partials(partials, "g")
+        h = sum_partials(partials, "h") / n
+        gp = sum_partials(partials, "gp")
+        a = concat_partials(partials, "a")
         beta = model["coef"]
         primal = loss / n + lam * float(np.abs(beta).sum())
-        gap = duality_gap(primal, g_raw, gp, a, y, lam, bool(self.params["intercept"]))
+        gap = duality_gap(primal, g_raw, gp, a, y, lam, bool(self.intercept))
         g = g_raw / n
         prio = np.abs(newton_steps(beta, g, st["nu"] * h, lam))
         model["priority"][:] = prio
         i_prio = 0.0
-        if self.params["intercept"]:
-            h0 = float(sum(p["sw"] for p in parts)) / n
-            i_prio = abs(float(sum(p["sdl"] for p in parts)) / n) / h0 if h0 > 0 else 0.0
+        if self.intercept:
+            h0 = float(sum_partials(partials, "sw")) / n
+            i_prio = abs(float(sum_partials(partials, "sdl")) / n) / h0 if h0 > 0 else 0.0
         rel = gap / primal if primal > 0 else 0.0
         last = st["last_full"] if st["accepted"] else None  # (no step since: nothing to compare)
         change = (last - primal) / primal if last is not None and primal > 0 else st["change"]
@@ -282,7 +288,7 @@ class LogReg(L1Regression):
                   epoch_max=max(float(prio.max(initial=0.0)), i_prio), last_full=primal,
                   change=change)
         ctx.report(objective=primal, gap=rel, nnz=int(np.count_nonzero(beta)))
-        tol = float(self.params["tol"])
+        tol = float(self.tol)
         if rel <= tol:
             st["stopped_by"] = "duality gap"
         elif last is not None and change <= tol:
@@ -306,13 +312,13 @@ class LogReg(L1Regression):
         accuracy = float(np.mean(np.where(margin > 0, 1.0, -1.0) == ctx.cache["y"]))
         summary = {"app": self.name, "objective": st["objective"], "duality_gap": st["gap"],
                    "accuracy": accuracy, "nnz": int(np.count_nonzero(coef)), "lambda": st["lam"],
-                   "lambda_max": st["lam_max"], "intercept": bool(self.params["intercept"]),
+                   "lambda_max": st["lam_max"], "intercept": bool(self.intercept),
                    "objective_change": st["change"], "stopped_by": st["stopped_by"],
                    "rejected_steps": int(st["rejected"])}
         return summary, {"coef": coef, "intercept": np.array([b0])}
 
     # ---- worker ---------------------------------------------------------------------
-    def load(self, wctx: WorkerContext, fragment: int, data: Payload, model: Payload) -> None:
+    def load(self, wctx: WorkerContext, fragment: Fragment, data: Payload, model: Payload) -> dict:
         X = data["X"].tocsc()
         X.sort_indices()
         parts = csc_parts(X)
@@ -321,12 +327,11 @@ class LogReg(L1Regression):
         n = y.shape[0]
         f = {"csc": parts, "y": y, "m": m, "loss": np.empty(n), "a": np.empty(n), "dl": np.empty(n),
              "w": np.empty(n), "mark": np.zeros(n, np.bool_), "touched": np.empty(n, np.int64)}
-        K.warm_up(parts)
         K.all_rows(m, y, f["loss"], f["a"], f["dl"], f["w"])
-        wctx.fragments[fragment] = f
+        return f
 
-    def push(self, wctx: WorkerContext, fragment: int, block: Payload) -> Payload:
-        f = wctx.fragments[fragment]
+    def push(self, wctx: WorkerContext, fragment: Fragment, block: Payload) -> Payload:
+        f = fragment.state
         out: Payload = {"loss": float(f["loss"].sum()), "sdl": float(f["dl"].sum()),
                         "sw": float(f["w"].sum())}
         if block["kind"] == "full":
@@ -338,8 +343,8 @@ class LogReg(L1Regression):
             out["w"] = f["w"].copy()
         return out
 
-    def sync(self, wctx: WorkerContext, fragment: int, update: Payload) -> None:
-        f = wctx.fragments[fragment]
+    def sync(self, wctx: WorkerContext, fragment: Fragment, update: Payload) -> None:
+        f = fragment.state
         K.apply_step(*f["csc"], np.asarray(update["idx"], np.int64),
                      np.asarray(update["d"], np.float64), float(update["d0"]), f["m"], f["y"],
                      f["loss"], f["a"], f["dl"], f["w"], f["mark"], f["touched"])
@@ -399,14 +404,14 @@ def check_labels(y: np.ndarray, path: str | None = None) -> np.ndarray:
     return out
 
 
-def _label_file(source: Any, params: dict[str, Any]) -> str | None:
+def _label_file(source: Any, fmt: str | None, labels: str | None) -> str | None:
     """The file the labels came from (for error messages), if any."""
-    if params.get("labels"):
-        return str(params["labels"])
+    if labels:
+        return str(labels)
     if isinstance(source, (str, bytes)) or hasattr(source, "__fspath__"):
         path = Path(str(source))
         sibling = path.with_suffix(".labels")
-        if (params.get("fmt") == "mm" or path.suffix.lower() in (".mtx", ".mm")) and sibling.is_file():
+        if (fmt == "mm" or path.suffix.lower() in (".mtx", ".mm")) and sibling.is_file():
             return str(sibling)
         return str(path)
     return None

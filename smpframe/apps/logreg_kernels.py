@@ -197,15 +197,14 @@ def warm_up_scheduler() -> None:
     newton_block(*tiny, np.zeros(1, np.int64), one, one, one, 0.0, one, 0.1, True, 2, 0.1)
 
 
-def warm_up(parts: tuple[np.ndarray, np.ndarray, np.ndarray]) -> None:
-    """Load every kernel (numba cache) with the dtypes of ``parts`` before the clock starts."""
-    indptr, indices, data = parts
-    tiny = (np.array([0, 1], indptr.dtype), np.array([0], indices.dtype), np.array([1.0], data.dtype))
+def warm_up() -> None:
+    """Load every worker kernel (numba cache) before the clock starts (int32 CSC indices)."""
+    tiny = (np.array([0, 1], np.int32), np.array([0], np.int32), np.array([1.0]))
     v = np.zeros(1)
     one = np.ones(1)
     cols = np.zeros(1, np.int64)
     all_rows(v.copy(), one, v.copy(), v.copy(), v.copy(), v.copy())
-    sparse_ops.warm_up(parts)
+    sparse_ops.warm_up()
     full_sums(*tiny, v, v, v, one)
     apply_step(*tiny, cols, one, 0.5, v.copy(), one, v.copy(), v.copy(), v.copy(), v.copy(),
                np.zeros(1, np.bool_), np.zeros(1, np.int64))

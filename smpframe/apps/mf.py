@@ -11,15 +11,15 @@ See :class:`MatrixFactorization` for the schedule.
 """
 from __future__ import annotations
 
-import argparse
-from typing import Any, Mapping
+from typing import Any, Literal, Mapping
 
 import numpy as np
 import scipy.sparse as sp
 
 from smpframe.apps import mf_kernels as K
 from smpframe.errors import InputError
-from smpframe.program import Dataset, Payload, SchedulerContext, SMPProgram, WorkerContext
+from smpframe.api import (Dataset, Fragment, Payload, SchedulerContext, SMPProgram, WorkerContext,
+                          concat_partials, sum_partials)
 
 
 class MatrixFactorization(SMPProgram):
@@ -73,60 +73,43 @@ class MatrixFactorization(SMPProgram):
     """
 
     name = "mf"
+    cli_flags = {"lam": "--lambda", "fmt": "--format"}
 
     def __init__(self, rank: int = 10, lam: float = 10.0, epochs: int = 20, inner: int = 2,
-                 biases: bool = True, test: str | None = None, fmt: str | None = None,
-                 tol: float = 0.0, mode: str = "auto", init_scale: float = 0.1,
-                 synthetic: dict[str, Any] | None = None) -> None:
-        super().__init__(rank=rank, lam=lam, epochs=epochs, inner=inner, biases=biases,
-                         test=test, fmt=fmt, tol=tol, mode=mode, init_scale=init_scale,
-                         synthetic=synthetic or {})
+                 biases: bool = True, test: str | None = None,
+                 fmt: Literal["csv", "tsv", "dat", "space", "mm"] | None = None,
+                 tol: float = 0.0, mode: Literal["auto", "epoch", "factor"] = "auto",
+                 init_scale: float = 0.1, synthetic: dict[str, Any] | None = None) -> None:
+        self.rank = rank
+        self.lam = lam
+        self.epochs = epochs
+        self.inner = inner
+        self.biases = biases
+        self.test = test
+        self.fmt = fmt
+        self.tol = tol
+        self.mode = mode
+        self.init_scale = init_scale
+        self.synthetic = synthetic
         self._test: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
         self._ids: tuple[np.ndarray, np.ndarray] | None = None
 
-    # ---- CLI ------------------------------------------------------------------------
-    @classmethod
-    def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
-        parser.add_argument("--format", choices=["csv", "tsv", "dat", "space", "mm"],
-                            help="ratings format (default: by suffix and first line)")
-        parser.add_argument("--rank", type=int, default=10, help="factors per user/item (default 10)")
-        parser.add_argument("--lambda", dest="lam", type=float, default=10.0,
-                            help="L2 strength on factors and biases (default 10)")
-        parser.add_argument("--epochs", type=int, default=20, help="passes over all factors (default 20)")
-        parser.add_argument("--inner", type=int, default=2,
-                            help="coordinate sweeps per side and epoch (default 2)")
-        parser.add_argument("--test", help="held-out ratings (same format) for test RMSE per epoch")
-        parser.add_argument("--no-biases", action="store_true", help="plain w.h, no mean/bias terms")
-        parser.add_argument("--tol", type=float, default=0.0,
-                            help="also stop when an epoch lowers the objective by less than this "
-                                 "relative amount (default 0: run all epochs)")
-        parser.add_argument("--mode", choices=["auto", "epoch", "factor"], default="auto",
-                            help="one round per epoch, or one per factor (default: by size)")
-
-    @classmethod
-    def from_args(cls, args: argparse.Namespace) -> "MatrixFactorization":
-        return cls(rank=args.rank, lam=args.lam, epochs=args.epochs, inner=args.inner,
-                   biases=not args.no_biases, test=args.test, fmt=args.format, tol=args.tol,
-                   mode=args.mode)
-
-    def _check_params(self) -> None:
-        p = self.params
-        if int(p["rank"]) < 1:
-            raise InputError(f"--rank must be >= 1, got {p['rank']}")
-        if not float(p["lam"]) >= 0:
-            raise InputError(f"--lambda must be >= 0, got {p['lam']}")
-        if int(p["epochs"]) < 0 or int(p["inner"]) < 1:
+    def check_params(self) -> None:
+        if int(self.rank) < 1:
+            raise InputError(f"--rank must be >= 1, got {self.rank}")
+        if not float(self.lam) >= 0:
+            raise InputError(f"--lambda must be >= 0, got {self.lam}")
+        if int(self.epochs) < 0 or int(self.inner) < 1:
             raise InputError("--epochs must be >= 0 and --inner >= 1")
-        if p["mode"] not in ("auto", "epoch", "factor"):
-            raise InputError(f"mode must be auto, epoch or factor, got {p['mode']!r}")
+        if self.mode not in ("auto", "epoch", "factor"):
+            raise InputError(f"mode must be auto, epoch or factor, got {self.mode!r}")
 
     @property
     def _dim(self) -> int:
-        return int(self.params["rank"]) + int(bool(self.params["biases"]))
+        return int(self.rank) + int(bool(self.biases))
 
     # ---- scheduler ------------------------------------------------------------------
     def load_data(self, source: Any) -> Dataset:
-        self._check_params()
         train, test = _read_source(source, self.params)
         users, items, values, user_ids, item_ids = train
         if not np.isfinite(values).all():
@@ -148,13 +131,12 @@ class MatrixFactorization(SMPProgram):
             if not np.isfinite(t_values).all():
                 raise InputError("test ratings contain NaN or Inf")
             self._test = (t_users, t_items, np.asarray(t_values, dtype=np.float64))
-        mu = float(values.mean()) if self.params["biases"] else 0.0
+        mu = float(values.mean()) if self.biases else 0.0
         meta = {"n_a": n_a, "n_b": n_b, "local": "users" if local_users else "items",
                 "mu": mu, "n_ratings": int(len(values))}
         return Dataset(rows={"R": R, "a": np.arange(n_a, dtype=np.int64)}, meta=meta)
 
     def init(self, ctx: SchedulerContext) -> None:
-        self._check_params()
         p, meta = self.params, ctx.dataset.meta
         R = ctx.dataset.rows["R"]
         dim, n_a, n_b = self._dim, meta["n_a"], meta["n_b"]
@@ -167,7 +149,7 @@ class MatrixFactorization(SMPProgram):
         if mode == "auto":
             mode = "epoch" if tri <= 256 and volume <= 4_000_000 else "factor"
         user_ids, item_ids = self._ids if self._ids is not None else (np.arange(0), np.arange(0))
-        ctx.cache = {"b_of": b_of, "b_all": np.concatenate(b_of), "mode": mode, "inflight": 0,
+        ctx.cache = {"b_of": b_of, "b_all": np.concatenate(b_of), "mode": mode,
                      "user_ids": user_ids, "item_ids": item_ids,
                      "range": (float(R.data.min()), float(R.data.max()))}
         if self._test is not None:
@@ -177,82 +159,76 @@ class MatrixFactorization(SMPProgram):
             B[:, 0] = 0.0
         ctx.model.update(A=np.zeros((n_a, dim)), B=B, mu=np.array([meta["mu"]]))
         e0 = R.data - meta["mu"]
-        ctx.state.update(epoch=0, step=0, changed=-1, history=[], objective=None)
+        ctx.state.update(epoch=0, step=0, history=[], objective=None)
         self._record_epoch(ctx, float(e0 @ e0))
+
+    def warm_up(self, role: str, xp: Any) -> None:
         K.warm_up()
 
     def _steps_per_epoch(self, ctx: SchedulerContext) -> int:
         if ctx.cache["mode"] == "epoch":
             return 1
-        return int(bool(self.params["biases"])) + int(self.params["rank"]) * int(self.params["inner"])
+        return int(bool(self.biases)) + int(self.rank) * int(self.inner)
 
     def schedule(self, ctx: SchedulerContext) -> Payload | None:
         st = ctx.state
-        if st["epoch"] >= int(self.params["epochs"]) or ctx.cache["inflight"]:
+        if st["epoch"] >= int(self.epochs) or ctx.inflight:
             return None  # every update needs the previous one's result: wait for the round in flight
-        ctx.cache["inflight"] += 1
         if ctx.cache["mode"] == "epoch":
-            return {"kind": "epoch", "seen": ctx.round}
+            return {"kind": "epoch"}
         step = st["step"]
-        if self.params["biases"]:
+        if self.biases:
             if step == 0:
-                return {"kind": "bias", "col": 0, "seen": ctx.round}
-            return {"kind": "factor", "col": 1 + (step - 1) // int(self.params["inner"]),
-                    "seen": ctx.round}
-        return {"kind": "factor", "col": step // int(self.params["inner"]), "seen": ctx.round}
+                return {"kind": "bias", "col": 0}
+            return {"kind": "factor", "col": 1 + (step - 1) // int(self.inner)}
+        return {"kind": "factor", "col": step // int(self.inner)}
 
     def pull(self, ctx: SchedulerContext, block: Payload, partials: dict[int, Payload]) -> Payload | None:
         st = ctx.state
-        ctx.cache["inflight"] = max(0, ctx.cache["inflight"] - 1)
-        if block["seen"] <= st["changed"]:
-            return None  # computed before the last commit (pipelined rounds): redo it
         if block["kind"] == "epoch":
             update, loss = self._commit_epoch(ctx, partials)
         else:
             update, loss = self._commit_column(ctx, block, partials)
-        st["changed"] = ctx.round
         st["step"] += 1
         if st["step"] >= self._steps_per_epoch(ctx):
             st["step"] = 0
             st["epoch"] += 1
             stop = self._record_epoch(ctx, loss)
-            if stop or st["epoch"] >= int(self.params["epochs"]):
+            if stop or st["epoch"] >= int(self.epochs):
                 ctx.stop(converged=True)
         return update
 
     def _commit_epoch(self, ctx: SchedulerContext, partials: dict[int, Payload]) -> tuple[Payload, float]:
         model, cache = ctx.model, ctx.cache
-        parts = list(partials.values())
-        new_a = np.concatenate([q["a"] for q in parts])
+        new_a = concat_partials(partials, "a")
         dim = new_a.shape[1]
         n_b = model["B"].shape[0]
         c = np.zeros((n_b, dim))
         g = np.zeros((n_b, dim * (dim + 1) // 2))
-        for q, ids in zip(parts, cache["b_of"]):
+        for f, q in partials.items():
+            ids = cache["b_of"][f]
             c[ids] += q["c"]
             g[ids] += q["g"]
         new_b = model["B"].copy()
-        K.solve_rows(g, c, new_b, float(self.params["lam"]), int(self.params["inner"]))
-        loss = K.side_loss(g, c, new_b, float(sum(q["yy"] for q in parts)))
+        K.solve_rows(g, c, new_b, float(self.lam), int(self.inner))
+        loss = K.side_loss(g, c, new_b, float(sum_partials(partials, "yy")))
         model["A"], model["B"] = new_a, new_b
         return {"kind": "epoch", "A": new_a, "B": new_b}, loss
 
     def _commit_column(self, ctx: SchedulerContext, block: Payload,
                        partials: dict[int, Payload]) -> tuple[Payload, float]:
         model, cache = ctx.model, ctx.cache
-        lam = float(self.params["lam"])
-        parts = list(partials.values())
-        num_a = np.concatenate([q["num_a"] for q in parts])
-        den_a = np.concatenate([q["den_a"] for q in parts])
+        lam = float(self.lam)
+        num_a, den_a = concat_partials(partials, "num_a"), concat_partials(partials, "den_a")
         n_b = model["B"].shape[0]
-        num_b = np.bincount(cache["b_all"], np.concatenate([q["num_b"] for q in parts]), n_b)
-        den_b = np.bincount(cache["b_all"], np.concatenate([q["den_b"] for q in parts]), n_b)
+        num_b = np.bincount(cache["b_all"], concat_partials(partials, "num_b"), n_b)
+        den_b = np.bincount(cache["b_all"], concat_partials(partials, "den_b"), n_b)
         new_a = _ratio(num_a, den_a, lam)
         new_b = _ratio(num_b, den_b, lam)
         col = int(block["col"])
         model["A"][:, col] = new_a
         model["B"][:, col] = new_b
-        rr = float(sum(q["rr"] for q in parts))
+        rr = float(sum_partials(partials, "rr"))
         loss = rr - 2.0 * float(new_b @ num_b) + float((new_b * new_b) @ den_b)
         return {"kind": block["kind"], "col": col, "a": new_a, "b": new_b}, loss
 
@@ -260,13 +236,13 @@ class MatrixFactorization(SMPProgram):
         """File the epoch that just ended (training loss ``loss``); True: converged by --tol."""
         st, m = ctx.state, ctx.model
         n = ctx.dataset.meta["n_ratings"]
-        reg = float(self.params["lam"]) * float(np.sum(m["A"] ** 2) + np.sum(m["B"] ** 2))
+        reg = float(self.lam) * float(np.sum(m["A"] ** 2) + np.sum(m["B"] ** 2))
         entry = {"epoch": st["epoch"], "objective": loss + reg,
                  "train_rmse": float(np.sqrt(max(loss, 0.0) / n))}
         test = ctx.cache.get("test")
         if test is not None:
             a, b, values = test
-            pred = _predict_codes(m["A"], m["B"], float(m["mu"][0]), bool(self.params["biases"]),
+            pred = _predict_codes(m["A"], m["B"], float(m["mu"][0]), bool(self.biases),
                                   a, b, ctx.cache["range"])
             entry["test_rmse"] = float(np.sqrt(np.mean((pred - values) ** 2)))
         history = st["history"]
@@ -274,7 +250,7 @@ class MatrixFactorization(SMPProgram):
         history.append(entry)
         st["objective"] = entry["objective"]
         ctx.report(**entry)
-        tol = float(self.params["tol"])
+        tol = float(self.tol)
         return previous is not None and tol > 0 and previous - entry["objective"] <= tol * abs(previous)
 
     def snapshot(self, ctx: SchedulerContext, fragment: int) -> Payload:
@@ -288,8 +264,8 @@ class MatrixFactorization(SMPProgram):
         summary: dict[str, Any] = {
             "app": self.name, "objective": last.get("objective"),
             "train_rmse": last.get("train_rmse"), "epochs": int(last.get("epoch", 0)),
-            "rank": int(self.params["rank"]), "lambda": float(self.params["lam"]),
-            "biases": bool(self.params["biases"]), "mode": cache["mode"],
+            "rank": int(self.rank), "lambda": float(self.lam),
+            "biases": bool(self.biases), "mode": cache["mode"],
             "n_ratings": meta["n_ratings"], "n_users": int(len(cache["user_ids"])),
             "n_items": int(len(cache["item_ids"])),
         }
@@ -302,7 +278,7 @@ class MatrixFactorization(SMPProgram):
         """The model in user/item terms, with the id mapping (what model.npz holds)."""
         m = ctx.model
         th_u, th_i = (m["A"], m["B"]) if ctx.dataset.meta["local"] == "users" else (m["B"], m["A"])
-        if self.params["biases"]:
+        if self.biases:
             bu, bi, fu, fi = th_u[:, 0], th_i[:, 0], th_u[:, 1:], th_i[:, 1:]
         else:
             bu, bi, fu, fi = np.zeros(len(th_u)), np.zeros(len(th_i)), th_u, th_i
@@ -313,7 +289,7 @@ class MatrixFactorization(SMPProgram):
                 "item_ids": _id_array(ctx.cache["item_ids"])}
 
     # ---- worker ---------------------------------------------------------------------
-    def load(self, wctx: WorkerContext, fragment: int, data: Payload, model: Payload) -> None:
+    def load(self, wctx: WorkerContext, fragment: Fragment, data: Payload, model: Payload) -> dict:
         R = data["R"]
         a_rows = np.asarray(data["a"], dtype=np.int64)
         indptr = np.asarray(R.indptr, dtype=np.int64)
@@ -324,17 +300,15 @@ class MatrixFactorization(SMPProgram):
                 "B": np.ascontiguousarray(model["B"][b_ids]), "mu": float(model["mu"][0])}
         if bool(model["factor_mode"][0]):
             frag["e"] = K.residuals(indptr, frag["lb"], r, frag["mu"], frag["A"], frag["B"],
-                                    bool(wctx.params["biases"]))
-        wctx.fragments[fragment] = frag
-        K.warm_up()
+                                    bool(self.biases))
+        return frag
 
-    def push(self, wctx: WorkerContext, fragment: int, block: Payload) -> Payload:
-        f = wctx.fragments[fragment]
-        p = wctx.params
-        lam = float(p["lam"])
+    def push(self, wctx: WorkerContext, fragment: Fragment, block: Payload) -> Payload:
+        f = fragment.state
+        lam = float(self.lam)
         if block["kind"] == "epoch":
             new_a, c, g, yy = K.epoch_partials(f["indptr"], f["lb"], f["r"], f["mu"], f["A"], f["B"],
-                                               lam, int(p["inner"]), bool(p["biases"]), f["b"].size)
+                                               lam, int(self.inner), bool(self.biases), f["b"].size)
             return {"a": new_a, "c": c, "g": g, "yy": yy}
         if block["kind"] == "bias":
             out = K.bias_partials(f["indptr"], f["lb"], f["e"], f["A"], f["B"], lam, f["b"].size)
@@ -343,8 +317,8 @@ class MatrixFactorization(SMPProgram):
                                     lam, f["b"].size)
         return dict(zip(("num_a", "den_a", "num_b", "den_b", "rr"), out))
 
-    def sync(self, wctx: WorkerContext, fragment: int, update: Payload) -> None:
-        f = wctx.fragments[fragment]
+    def sync(self, wctx: WorkerContext, fragment: Fragment, update: Payload) -> None:
+        f = fragment.state
         if update["kind"] == "epoch":
             f["A"] = np.ascontiguousarray(update["A"][f["a"]])
             f["B"] = np.ascontiguousarray(update["B"][f["b"]])
@@ -401,7 +375,7 @@ def _read_source(source: Any, params: Mapping[str, Any]):
 
     test = None
     if source is None:
-        users, items, values = synthetic.make_ratings(**params.get("synthetic", {}))
+        users, items, values = synthetic.make_ratings(**(params.get("synthetic") or {}))
         if params.get("test") is None:
             train_t, test = synthetic.split_ratings(users, items, values, 0.2, seed=1)
         else:

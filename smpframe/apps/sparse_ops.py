@@ -72,14 +72,13 @@ def csc_parts(matrix) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
             np.ascontiguousarray(matrix.data, dtype=np.float64))
 
 
-def warm_up(parts: tuple[np.ndarray, np.ndarray, np.ndarray]) -> None:
-    """Run every kernel once on a 1x1 matrix of the same dtypes as ``parts``.
+def warm_up() -> None:
+    """Run every kernel once on a 1x1 CSC matrix (int32 indices, float64 values).
 
-    numba loads (or compiles) on first call; doing it while a fragment loads keeps
-    that cost out of the first timed round.
+    numba loads (or compiles) on first call; doing it before the first round keeps
+    that cost out of the timed solve.
     """
-    indptr, indices, data = parts
-    tiny = (np.array([0, 1], indptr.dtype), np.array([0], indices.dtype), np.array([1.0], data.dtype))
+    tiny = (np.array([0, 1], np.int32), np.array([0], np.int32), np.array([1.0]))
     vec, cols = np.zeros(1), np.zeros(1, np.int64)
     cols_dot(*tiny, cols, vec)
     cols_dot_weighted(*tiny, cols, vec, vec)

@@ -1,7 +1,7 @@
 """The scheduler's socket loop: ROUTER socket in, SchedulerState decisions out.
 
 This module only moves bytes, keeps time and writes files; every decision is in
-:mod:`smpframe.servers.state`.
+:mod:`smpframe.scheduler.state`.
 """
 from __future__ import annotations
 
@@ -10,70 +10,78 @@ import logging
 import sys
 import time
 import uuid
-from dataclasses import dataclass, field
-from typing import Any, Callable, TextIO
+from typing import Any, Callable
 
 import numpy as np
 import zmq
 
-from smpframe.errors import ClusterError, InputError, ProtocolError
-from smpframe.program import SchedulerContext, SMPProgram
-from smpframe.protocol import DEFAULT_MAX_BYTES, Message, decode, encode
-from smpframe.security import SecurityConfig
-from smpframe.servers.outputs import RunResult, read_checkpoint, restore, write_checkpoint
-from smpframe.servers.state import SchedulerConfig, SchedulerState
+from smpframe import security
+from smpframe.api import SchedulerContext, SMPProgram
+from smpframe.config import RunConfig
+from smpframe.errors import ClusterError, InputError, ProgramError, ProtocolError
+from smpframe.protocol import Message, decode, encode
+from smpframe.registry import program_spec
+from smpframe.scheduler.outputs import RunResult, read_checkpoint, restore, write_checkpoint
+from smpframe.scheduler.state import SchedulerState
 
 log = logging.getLogger("smpframe.scheduler")
 
 
-@dataclass
-class ServerOptions:
-    """Where to listen and what to write (``smpframe scheduler``/``run`` options)."""
-
-    bind: str = "tcp://127.0.0.1:0"
-    n_fragments: int | None = None
-    seed: int = 0
-    progress: TextIO | None = sys.stderr
-    progress_interval: float = 1.0
-    output: str | None = None
-    checkpoint_every: str | None = None
-    resume: str | None = None
-    max_message_bytes: int = DEFAULT_MAX_BYTES
-    security: SecurityConfig = field(default_factory=SecurityConfig)
+def _run_user(method: str, fn: Callable[..., Any], *args: Any) -> Any:
+    """Run a program method before the cluster starts: input errors pass, bugs are named."""
+    try:
+        return fn(*args)
+    except InputError:
+        raise
+    except Exception as exc:
+        log.debug("%s raised", method, exc_info=True)
+        raise ProgramError(f"{method} raised {type(exc).__name__}: {exc}") from exc
 
 
 class SchedulerServer:
-    """Loads the data, binds the socket and runs the round engine to the end."""
+    """Loads the data, binds the socket and runs the round engine to the end.
 
-    def __init__(self, program: SMPProgram, spec: str, source: Any, config: SchedulerConfig,
-                 options: ServerOptions) -> None:
-        self.program, self.spec, self.config, self.options = program, spec, config, options
-        dataset = program.load_data(source)
-        n_fragments = options.n_fragments or max(1, program.fragments_per_worker * config.min_workers)
+    ``local`` (a cluster this process launches) binds a free loopback port unless
+    ``config.bind`` names one.
+    """
+
+    def __init__(self, program: SMPProgram, source: Any, config: RunConfig,
+                 local: bool = False) -> None:
+        self.program, self.config = program, config
+        self.spec = program_spec(type(program))
+        _run_user("check_params", program.check_params)
+        dataset = _run_user("load_data", program.load_data, source)
+        n_fragments = config.fragments or max(1, program.fragments_per_worker * config.n_workers)
         self.ctx = SchedulerContext(dataset=dataset, bounds=dataset.bounds(n_fragments),
-                                    params=program.get_params(),
-                                    rng=np.random.default_rng(options.seed))
-        program.init(self.ctx)
-        if options.resume:
-            state, model = read_checkpoint(options.resume)
-            if state["program"] != spec or state["params"] != self.ctx.params:
+                                    rng=np.random.default_rng(config.seed))
+        self.params = program.get_params()
+        _run_user("init", program.init, self.ctx)
+        if config.resume:
+            state, model = read_checkpoint(config.resume)
+            if state["program"] != self.spec or state["params"] != self.params:
                 raise InputError(f"checkpoint is for {state['program']} with other parameters; "
-                                 "resume with the same app and options", path=options.resume)
+                                 "resume with the same app and options", path=config.resume)
             restore(self.ctx, state, model)
             log.info("resumed from round %d", self.ctx.round)
+        _run_user("warm_up", program.warm_up, "scheduler", np)
         self.run_id = uuid.uuid4().hex[:12]
         self.context = zmq.Context()
-        self.authenticator = options.security.start_authenticator(self.context)
+        self.authenticator = security.start_authenticator(self.context, config)
         self.socket = self.context.socket(zmq.ROUTER)
         self.socket.setsockopt(zmq.LINGER, 1000)
-        self.socket.setsockopt(zmq.MAXMSGSIZE, options.max_message_bytes)
-        options.security.apply_server(self.socket)
-        if options.bind.endswith(":0"):
-            port = self.socket.bind_to_random_port(options.bind[: -len(":0")])
-            self.address = f"{options.bind[: -len(':0')]}:{port}"
-        else:
-            self.socket.bind(options.bind)
-            self.address = self.socket.getsockopt_string(zmq.LAST_ENDPOINT)
+        self.socket.setsockopt(zmq.MAXMSGSIZE, config.max_message_bytes)
+        security.apply_server(self.socket, config)
+        bind = config.scheduler_bind(local)
+        try:
+            if bind.endswith(":0"):
+                port = self.socket.bind_to_random_port(bind[: -len(":0")])
+                self.address = f"{bind[: -len(':0')]}:{port}"
+            else:
+                self.socket.bind(bind)
+                self.address = self.socket.getsockopt_string(zmq.LAST_ENDPOINT)
+        except zmq.ZMQError as exc:
+            self._close()
+            raise InputError(f"--bind {bind}: {exc}") from None
         self.metrics: list[dict[str, Any]] = []
         self.dropped = 0
         self._stop_reason: str | None = None
@@ -83,6 +91,12 @@ class SchedulerServer:
         """Ask the loop (possibly on another thread) to end the run and stop the workers."""
         self._stop_reason = reason
 
+    def _close(self) -> None:
+        self.socket.close(linger=500)
+        if self.authenticator is not None:
+            self.authenticator.stop()
+        self.context.term()
+
     def run(self, watch: Callable[[], str | None] | None = None) -> RunResult:
         """Serve until the run finishes; raise ClusterError if it cannot.
 
@@ -90,8 +104,11 @@ class SchedulerServer:
         processes exited") aborts the run with that reason.
         """
         now = time.monotonic()
+        welcome = {"program": self.spec, "params": self.params,
+                   "heartbeat_interval": self.config.worker_heartbeat_interval(),
+                   "scheduler_timeout": self.config.worker_scheduler_timeout()}
         self.state = state = SchedulerState(self.program, self.ctx, self.run_id, self.config, now,
-                                            welcome={"program": self.spec, "params": self.ctx.params})
+                                            welcome=welcome)
         next_tick = next_report = now
         rounds_at_report, last_report = self.ctx.round, now
         last_checkpoint = (self.ctx.round, now)
@@ -114,7 +131,7 @@ class SchedulerServer:
                 if now >= next_report and state.running:
                     self._report(state, (self.ctx.round - rounds_at_report) / max(now - last_report, 1e-9))
                     rounds_at_report, last_report = self.ctx.round, now
-                    next_report = now + self.options.progress_interval
+                    next_report = now + self.config.progress_interval
                 last_checkpoint = self._maybe_checkpoint(last_checkpoint, now)
                 if self._stop_reason is not None:
                     self._send(state.abort(self._stop_reason, now))
@@ -122,21 +139,18 @@ class SchedulerServer:
             self._send(state.abort("interrupted", time.monotonic()))
             raise
         finally:
-            self.socket.close(linger=500)
-            if self.authenticator is not None:
-                self.authenticator.stop()
-            self.context.term()
+            self._close()
         seconds = self.ctx.elapsed
         self._report(state, 0.0, final=True)
         if state.error:
             raise ClusterError(state.error)
-        summary, model = self.program.result(self.ctx)
+        summary, model = _run_user("result", self.program.result, self.ctx)
         summary.update(rounds=self.ctx.round, seconds=round(seconds, 4),
-                       converged=bool(self.ctx.converged), workers=self.config.min_workers,
+                       converged=bool(self.ctx.converged), workers=self.config.n_workers,
                        fragments=self.ctx.n_fragments, dropped_messages=self.dropped,
                        worker_peak_mb=max(state.peak_mb.values(), default=None))
-        return RunResult(summary, model, self.metrics, state.events,
-                         self.program.extra_outputs(self.ctx))
+        files = _run_user("extra_outputs", self.program.extra_outputs, self.ctx)
+        return RunResult(summary, model, self.metrics, state.events, files)
 
     # ---- internals ------------------------------------------------------------------
     def _handle(self, state: SchedulerState, frames: list[Any], now: float):
@@ -145,7 +159,7 @@ class SchedulerServer:
             return []
         ident = frames[0].bytes.decode("utf-8", "replace")
         try:
-            msg = decode(frames[1:], self.options.max_message_bytes)
+            msg = decode(frames[1:], self.config.max_message_bytes)
         except ProtocolError as exc:
             self.dropped += 1
             log.warning("dropped malformed message from %r: %s", ident[:40], exc)
@@ -172,7 +186,13 @@ class SchedulerServer:
     def _send(self, outgoing: list[tuple[str, Message]]) -> None:
         for worker, msg in outgoing:
             try:
-                self.socket.send_multipart([worker.encode(), *encode(msg)], copy=False)
+                frames = encode(msg)
+            except ProtocolError as exc:  # a program's block, update or snapshot
+                self._send(self.state.abort(f"cannot send {msg.type} to workers: {exc}",
+                                            time.monotonic()))
+                return
+            try:
+                self.socket.send_multipart([worker.encode(), *frames], copy=False)
             except zmq.ZMQError as exc:
                 log.warning("could not send %s to %s: %s", msg.type, worker, exc)
 
@@ -182,21 +202,21 @@ class SchedulerServer:
                 **{k: v for k, v in self.ctx.metrics.items() if _is_scalar(v)}}
         if not final:
             self.metrics.append(line)
-        stream = self.options.progress
-        if stream is not None:
+        if not self.config.quiet:
             shown = "  ".join(f"{k} {_fmt(v)}" for k, v in line.items())
-            print(f"[{self.program.name}] {'done ' if final else ''}{shown}", file=stream, flush=True)
+            print(f"[{self.program.name}] {'done ' if final else ''}{shown}", file=sys.stderr,
+                  flush=True)
 
     def _maybe_checkpoint(self, last: tuple[int, float], now: float) -> tuple[int, float]:
-        every = self.options.checkpoint_every
-        if not every or not self.options.output:
+        schedule = self.config.checkpoint_schedule()
+        if schedule is None or self.config.output is None:
             return last
         last_round, last_time = last
-        due = (now - last_time >= float(every[:-1])) if every.endswith("s") \
-            else (self.ctx.round - last_round >= int(every))
+        kind, every = schedule
+        due = (now - last_time >= every) if kind == "seconds" else (self.ctx.round - last_round >= every)
         if not due or self.ctx.round == last_round:
             return last
-        write_checkpoint(self.options.output, self.ctx, self.spec, self.ctx.params)
+        write_checkpoint(self.config.output, self.ctx, self.spec, self.params)
         return self.ctx.round, now
 
 

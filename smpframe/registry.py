@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 from smpframe.errors import InputError
-from smpframe.program import SMPProgram
+from smpframe.api import SMPProgram
 
 BUILTIN_APPS = {
     "lasso": "smpframe.apps.lasso:Lasso",
@@ -41,12 +41,18 @@ def resolve_program(spec: str) -> type[SMPProgram]:
             loader_spec = importlib.util.spec_from_file_location(alias, path)
             module = importlib.util.module_from_spec(loader_spec)
             sys.modules[alias] = module
-            loader_spec.loader.exec_module(module)
+            try:
+                loader_spec.loader.exec_module(module)
+            except Exception as exc:
+                del sys.modules[alias]
+                raise InputError(f"program {spec!r}: importing it raised {type(exc).__name__}: "
+                                 f"{exc}", path=str(path)) from None
     else:
         try:
             module = importlib.import_module(module_name)
-        except ImportError as exc:
-            raise InputError(f"program {spec!r}: cannot import {module_name}: {exc}") from None
+        except Exception as exc:
+            raise InputError(f"program {spec!r}: cannot import {module_name}: "
+                             f"{type(exc).__name__}: {exc}") from None
     cls = getattr(module, attr, None)
     if not (isinstance(cls, type) and issubclass(cls, SMPProgram)):
         raise InputError(f"program {spec!r}: {attr} is not an SMPProgram subclass")

@@ -6,8 +6,9 @@ import time
 
 import zmq
 
+from smpframe import security
+from smpframe.config import RunConfig
 from smpframe.protocol import Message, decode, encode
-from smpframe.security import SecurityConfig
 
 
 class Heartbeat(threading.Thread):
@@ -18,12 +19,12 @@ class Heartbeat(threading.Thread):
     """
 
     def __init__(self, context: zmq.Context, address: str, identity: str, run: str,
-                 interval: float, timeout: float, security: SecurityConfig) -> None:
+                 interval: float, timeout: float, config: RunConfig) -> None:
         super().__init__(name="smpframe-heartbeat", daemon=True)
         self.socket = context.socket(zmq.DEALER)
         self.socket.setsockopt(zmq.IDENTITY, f"{identity}#hb".encode())
         self.socket.setsockopt(zmq.LINGER, 0)
-        security.apply_client(self.socket)
+        security.apply_client(self.socket, config)
         self.socket.connect(address)
         self.run_id = run
         self.interval = interval

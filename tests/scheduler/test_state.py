@@ -11,10 +11,11 @@ from collections import deque
 import numpy as np
 import pytest
 
-from smpframe.program import Dataset, SchedulerContext, SMPProgram, WorkerContext
+from smpframe.api import Dataset, SchedulerContext, SMPProgram, WorkerContext
+from smpframe.config import RunConfig
 from smpframe.protocol import Message, decode, encode
-from smpframe.servers.state import SchedulerConfig, SchedulerState
-from smpframe.workers.executor import execute
+from smpframe.scheduler.state import SchedulerState
+from smpframe.worker.executor import execute
 
 VALUES = np.arange(1.0, 25.0)
 
@@ -39,14 +40,14 @@ class Drift(SMPProgram):
         return {"x": ctx.model["x"]}
 
     def load(self, wctx, fragment, data, model):
-        wctx.fragments[fragment] = {"v": data["v"], "x": float(model["x"][0])}
+        return {"v": data["v"], "x": float(model["x"][0])}
 
     def push(self, wctx, fragment, block):
-        f = wctx.fragments[fragment]
+        f = fragment.state
         return {"s": np.array([f["v"].sum() * f["x"] + f["v"].size])}
 
     def sync(self, wctx, fragment, update):
-        wctx.fragments[fragment]["x"] = float(update["x"][0])
+        fragment.state["x"] = float(update["x"][0])
 
 
 def expected_x(rounds: int) -> float:
@@ -63,14 +64,14 @@ def wire(msg: Message) -> Message:
 class SimCluster:
     """Routes messages between a SchedulerState and in-process worker executors."""
 
-    def __init__(self, n_fragments=6, **config):
-        self.program = Drift()
+    def __init__(self, n_fragments=6, program=None, **config):
+        self.program = program or Drift()
         ds = self.program.load_data(None)
-        self.ctx = SchedulerContext(dataset=ds, bounds=ds.bounds(n_fragments), params={},
+        self.ctx = SchedulerContext(dataset=ds, bounds=ds.bounds(n_fragments),
                                     rng=np.random.default_rng(0))
         self.program.init(self.ctx)
         self.now = 0.0
-        self.state = SchedulerState(self.program, self.ctx, "run", SchedulerConfig(**config),
+        self.state = SchedulerState(self.program, self.ctx, "run", RunConfig(**config),
                                     self.now, welcome={"program": "drift", "params": {}})
         self.inbox: dict[str, deque] = {}
         self.wctx: dict[str, WorkerContext] = {}
@@ -82,17 +83,18 @@ class SimCluster:
             self.inbox.setdefault(worker, deque()).append(wire(msg))
 
     def join(self, worker):
-        self.deliver(self.state.on_hello(worker, {"device": "cpu", "host": "h", "pid": 1}, self.now))
+        pid = len(self.wctx) + len(self.inbox) + 1  # each worker its own process
+        self.deliver(self.state.on_hello(worker, {"device": "cpu", "host": "h", "pid": pid}, self.now))
 
     def step(self, worker) -> Message | None:
         """The worker handles its next message; returns its reply (not yet delivered)."""
         msg = self.inbox[worker].popleft()
         if msg.type == "WELCOME":
-            self.wctx[worker] = WorkerContext(params={}, meta={})
+            self.wctx[worker] = WorkerContext(meta={})
             return None
         if msg.type != "WORK":
             return None
-        reply = execute(Drift(), self.wctx[worker], msg)
+        reply = execute(type(self.program)(), self.wctx[worker], msg)
         if reply is not None:
             reply.run = "run"
         return reply
@@ -122,7 +124,7 @@ class SimCluster:
 
 
 def test_run_to_max_rounds_gives_the_exact_result():
-    sim = SimCluster(max_rounds=7, min_workers=2)
+    sim = SimCluster(max_rounds=7, workers=2)
     sim.join("a")
     sim.join("b")
     sim.run(["a", "b"])
@@ -133,7 +135,7 @@ def test_run_to_max_rounds_gives_the_exact_result():
 
 
 def test_waits_for_min_workers_and_for_loads_before_the_first_round():
-    sim = SimCluster(max_rounds=3, min_workers=2)
+    sim = SimCluster(max_rounds=3, workers=2)
     sim.join("a")
     assert sim.types_to("a") == ["WELCOME"]
     sim.join("b")
@@ -143,7 +145,7 @@ def test_waits_for_min_workers_and_for_loads_before_the_first_round():
 
 
 def test_each_fragment_has_exactly_one_owner():
-    sim = SimCluster(max_rounds=2, min_workers=3, n_fragments=7)
+    sim = SimCluster(max_rounds=2, workers=3, n_fragments=7)
     for w in "abc":
         sim.join(w)
     owners = sim.state.owner
@@ -153,7 +155,7 @@ def test_each_fragment_has_exactly_one_owner():
 
 
 def test_worker_death_mid_round_redispatches_and_loses_nothing():
-    sim = SimCluster(max_rounds=6, min_workers=2, heartbeat_timeout=5.0)
+    sim = SimCluster(max_rounds=6, workers=2, heartbeat_timeout=5.0)
     sim.join("a")
     sim.join("b")
     sim.run(["a", "b"], limit=3)  # a few rounds go by
@@ -173,7 +175,7 @@ def test_worker_death_mid_round_redispatches_and_loses_nothing():
 
 
 def test_late_result_from_an_evicted_worker_is_dropped():
-    sim = SimCluster(max_rounds=4, min_workers=2, heartbeat_timeout=5.0)
+    sim = SimCluster(max_rounds=4, workers=2, heartbeat_timeout=5.0)
     sim.join("a")
     sim.join("b")
     sim.run(["a", "b"], limit=2)
@@ -192,7 +194,7 @@ def test_late_result_from_an_evicted_worker_is_dropped():
 
 
 def test_duplicate_and_stale_results_are_ignored():
-    sim = SimCluster(max_rounds=5, min_workers=1)
+    sim = SimCluster(max_rounds=5, workers=1)
     sim.join("a")
     for _ in range(200):
         if sim.state.finished:
@@ -202,14 +204,14 @@ def test_duplicate_and_stale_results_are_ignored():
             sim.reply("a", msg)
             if msg.type == "RESULT" and msg.round >= 0:
                 sim.reply("a", msg)  # duplicate
-                stale = Message("RESULT", "run", msg.round - 3, msg.body, msg.arrays)
-                sim.reply("a", stale)
+                if msg.round >= 3:
+                    sim.reply("a", Message("RESULT", "run", msg.round - 3, msg.body))  # stale
     assert sim.state.finished
     assert sim.ctx.model["x"][0] == pytest.approx(expected_x(5), rel=1e-12)
 
 
 def test_nan_partial_evicts_the_worker_and_the_round_is_redone():
-    sim = SimCluster(max_rounds=3, min_workers=2)
+    sim = SimCluster(max_rounds=3, workers=2)
     sim.join("a")
     sim.join("b")
     corrupted = False
@@ -217,7 +219,7 @@ def test_nan_partial_evicts_the_worker_and_the_round_is_redone():
         msg = sim.step("b")
         if msg is not None and msg.type == "RESULT" and msg.round >= 0:
             key = next(iter(msg.body["partials"]))
-            msg.arrays[f"{key}/s"] = np.array([np.nan])
+            msg.body["partials"][key]["s"] = np.array([np.nan])
             corrupted = True
         if msg is not None:
             sim.reply("b", msg)
@@ -230,7 +232,7 @@ def test_nan_partial_evicts_the_worker_and_the_round_is_redone():
 
 
 def test_pipeline_depth_keeps_rounds_in_flight():
-    sim = SimCluster(max_rounds=10, min_workers=1, pipeline_depth=2)
+    sim = SimCluster(max_rounds=10, workers=1, pipeline_depth=2)
     sim.join("a")
     assert sim.step("a") is None  # WELCOME
     sim.reply("a", sim.step("a"))  # the load ack starts the rounds
@@ -240,7 +242,7 @@ def test_pipeline_depth_keeps_rounds_in_flight():
 
 
 def test_program_failure_on_two_workers_ends_the_run():
-    sim = SimCluster(max_rounds=5, min_workers=3)
+    sim = SimCluster(max_rounds=5, workers=3)
     for w in "abc":
         sim.join(w)
     sim.deliver(sim.state.on_failed("a", "ValueError: boom", sim.now))
@@ -251,14 +253,14 @@ def test_program_failure_on_two_workers_ends_the_run():
 
 
 def test_malformed_hello_is_ignored():
-    sim = SimCluster(max_rounds=5, min_workers=1)
+    sim = SimCluster(max_rounds=5, workers=1)
     assert sim.state.on_hello("x", {"device": 1}, sim.now) == []
     assert sim.state.on_hello("y", ["not", "a", "map"], sim.now) == []
     assert not sim.state.workers
 
 
 def test_losing_every_worker_fails_after_the_start_timeout():
-    sim = SimCluster(max_rounds=5, min_workers=1, heartbeat_timeout=1.0, start_timeout=3.0)
+    sim = SimCluster(max_rounds=5, workers=1, heartbeat_timeout=1.0, start_timeout=3.0)
     sim.join("a")
     sim.now = 2.0
     sim.deliver(sim.state.on_tick(sim.now))
@@ -269,7 +271,7 @@ def test_losing_every_worker_fails_after_the_start_timeout():
 
 
 def test_evicted_worker_can_rejoin_under_a_new_identity():
-    sim = SimCluster(max_rounds=8, min_workers=1, heartbeat_timeout=1.0, start_timeout=30.0)
+    sim = SimCluster(max_rounds=8, workers=1, heartbeat_timeout=1.0, start_timeout=30.0)
     sim.join("a")
     sim.now = 2.0
     sim.deliver(sim.state.on_tick(sim.now))
@@ -282,15 +284,16 @@ def test_evicted_worker_can_rejoin_under_a_new_identity():
 
 
 def test_commits_ride_on_the_next_work_message():
-    sim = SimCluster(max_rounds=3, min_workers=1)
+    sim = SimCluster(max_rounds=3, workers=1)
     sim.join("a")
     sim.run(["a"])
     work = [m for w, m in sim.sent if m.type == "WORK" and m.body["tasks"]]
-    assert [m.body["commits"] for m in work] == [[], [0], [1]]
+    assert [len(m.body["commits"]) for m in work] == [0, 1, 1]
+    assert work[1].body["commits"][0]["x"][0] == pytest.approx(expected_x(1))
 
 
 def test_a_worker_joining_mid_run_gets_fragments():
-    sim = SimCluster(max_rounds=12, min_workers=1, n_fragments=6)
+    sim = SimCluster(max_rounds=12, workers=1, n_fragments=6)
     sim.join("a")
     while sim.ctx.round < 2:
         reply = sim.step("a")
@@ -301,3 +304,119 @@ def test_a_worker_joining_mid_run_gets_fragments():
     assert sim.state.finished and sim.state.error is None
     assert any(e["event"] == "assigned" and e["owners"].get("b") for e in sim.state.events)
     assert sim.ctx.model["x"][0] == pytest.approx(expected_x(12), rel=1e-12)
+
+
+def test_the_context_lists_the_blocks_in_flight_oldest_first():
+    seen = []
+
+    class Watching(Drift):
+        def schedule(self, ctx):
+            seen.append([b["round"] for b in ctx.inflight])
+            return {"round": ctx.round + len(ctx.inflight)}
+
+    sim = SimCluster(max_rounds=6, workers=1, pipeline_depth=2, program=Watching())
+    sim.join("a")
+    sim.run(["a"])
+    assert sim.state.finished and sim.state.error is None
+    assert seen[:3] == [[], [0], [0, 1]]  # three dispatched before the first commit
+    assert seen[3] == [1, 2]  # round 0 committed: it left the list
+    assert sim.ctx.inflight == []
+
+
+@pytest.mark.parametrize("method", ["schedule", "pull", "snapshot"])
+def test_a_raising_scheduler_method_stops_the_run_at_once(method):
+    class Broken(Drift):
+        pass
+
+    def boom(self, *args):
+        raise ValueError("bad value")
+
+    setattr(Broken, method, boom)
+    sim = SimCluster(max_rounds=5, workers=2, program=Broken())
+    sim.join("a")
+    sim.join("b")
+    sim.run(["a", "b"])
+    assert sim.state.finished
+    assert sim.state.error == f"{method} raised ValueError: bad value"
+    assert sim.types_to("a")[-1] == "STOP" and sim.types_to("b")[-1] == "STOP"
+
+
+class Picky(Drift):
+    """Rejects partials whose ``s`` is negative; pushes a negative one on worker ``bad``."""
+
+    def check_partial(self, ctx, block, fragment, partial):
+        if partial["s"][0] < 0:
+            raise ValueError("negative sum")
+
+
+def corrupt(sim, worker, value):
+    """Let ``worker`` answer its next round with ``s = value`` for one fragment
+    (the other workers go on as usual meanwhile)."""
+    for _ in range(100):
+        if not sim.inbox.get(worker):
+            for other in sim.state.workers:
+                if other != worker:
+                    sim.pump(other)
+            continue
+        msg = sim.step(worker)
+        if msg is not None and msg.type == "RESULT" and msg.round >= 0:
+            key = next(iter(msg.body["partials"]))
+            msg.body["partials"][key]["s"] = np.array([value])
+            sim.reply(worker, msg)
+            return
+        if msg is not None:
+            sim.reply(worker, msg)
+    raise AssertionError(f"{worker} got no round to answer")
+
+
+def test_check_partial_rejects_evicts_and_the_round_is_redone():
+    sim = SimCluster(max_rounds=4, workers=2, program=Picky())
+    sim.join("a")
+    sim.join("b")
+    corrupt(sim, "b", -1.0)
+    assert "b" not in sim.state.workers
+    assert any("negative sum" in e.get("reason", "") for e in sim.state.events)
+    sim.run(["a"])
+    assert sim.state.finished and sim.state.error is None
+    assert sim.ctx.model["x"][0] == pytest.approx(expected_x(4), rel=1e-12)
+
+
+@pytest.mark.parametrize("value", [-1.0, np.nan])
+def test_a_second_rejected_partial_ends_the_run(value):
+    sim = SimCluster(max_rounds=50, workers=3, program=Picky())
+    for w in "abc":
+        sim.join(w)
+    corrupt(sim, "a", value)
+    assert not sim.state.finished
+    corrupt(sim, "b", value)
+    assert sim.state.finished and "rejected" in sim.state.error
+    assert "failed on 2 worker(s)" in sim.state.error
+    assert sim.types_to("c")[-1] == "STOP"
+
+
+@pytest.mark.parametrize("body", [
+    {"partials": [1, 2], "seconds": 0.1},
+    {"partials": {"x": {}}, "seconds": 0.1},
+    {"partials": {"0": 5}, "seconds": 0.1},
+    {"partials": {}, "seconds": "slow"},
+    {"partials": {}, "seconds": float("nan")},
+])
+def test_a_malformed_result_evicts_its_sender(body):
+    sim = SimCluster(max_rounds=5, workers=2)
+    sim.join("a")
+    sim.join("b")
+    for _ in range(2):  # WELCOME, then the loads: acked, the first round is dispatched
+        for w in "ab":
+            reply = sim.step(w)
+            if reply is not None:
+                sim.reply(w, reply)
+    rnd = next(iter(sim.state.inflight))
+    sim.deliver(sim.state.on_result("a", Message("RESULT", "run", rnd, body), sim.now))
+    assert "a" not in sim.state.workers and not sim.state.finished
+
+
+def test_a_malformed_load_ack_evicts_its_sender():
+    sim = SimCluster(max_rounds=5, workers=1)
+    sim.join("a")
+    sim.deliver(sim.state.on_result("a", Message("RESULT", "run", -1, {"loaded": ["x"]}), sim.now))
+    assert "a" not in sim.state.workers

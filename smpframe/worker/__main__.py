@@ -1,4 +1,4 @@
-"""``python -m smpframe.workers`` is ``smpframe worker``."""
+"""``python -m smpframe.worker`` is ``smpframe worker``."""
 import sys
 
 from smpframe.cli import main

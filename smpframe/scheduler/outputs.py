@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from smpframe.errors import InputError
-from smpframe.program import SchedulerContext
+from smpframe.api import SchedulerContext
 
 
 @dataclass

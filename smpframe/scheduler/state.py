@@ -12,19 +12,31 @@ Invariants:
   accepted partial, from that fragment's owner at the time; rounds commit in order;
 - a worker's fragment state reflects every commit up to its cursor: commits ride on
   the next WORK message, and a fragment loaded on a worker is built from a snapshot
-  taken at the same commit the worker is brought to in that message.
+  taken at the same commit the worker is brought to in that message;
+- ``ctx.inflight`` lists the blocks of the dispatched, uncommitted rounds, oldest first.
+
+The program's own code is contained here: a scheduler-side method that raises ends
+the run at once with a one-line error naming it (:class:`ProgramError`); a worker
+whose partial is rejected (NaN, ``check_partial``) or whose program raised is evicted
+and its work redone elsewhere, and a second such failure ends the run.
 """
 from __future__ import annotations
 
+import functools
 import logging
+import math
+import traceback
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
+import scipy.sparse as sp
 
-from smpframe.program import PerFragment, SchedulerContext, SMPProgram
-from smpframe.protocol import Message, pack_payloads, unpack_payloads
+from smpframe.api import PerFragment, SchedulerContext, SMPProgram
+from smpframe.config import RunConfig
+from smpframe.errors import ProgramError
+from smpframe.protocol import Message
 from smpframe.scheduling.hetero import ThroughputTracker, assign_fragments, should_rebalance
 
 log = logging.getLogger("smpframe.scheduler")
@@ -32,19 +44,17 @@ log = logging.getLogger("smpframe.scheduler")
 Outgoing = list[tuple[str, Message]]
 
 
-@dataclass
-class SchedulerConfig:
-    """Run-time knobs of the round engine (CLI options map onto these)."""
-
-    min_workers: int = 1
-    start_timeout: float = 30.0
-    heartbeat_timeout: float = 10.0
-    pipeline_depth: int = 0
-    max_rounds: int | None = None
-    time_limit: float | None = None
-    dispatch_v: float = 1.0
-    rebalance_threshold: float = 0.15
-    balance: bool = True  # False: fragments stay where first placed (the uniform baseline)
+def _contained(event: Callable[..., Outgoing]) -> Callable[..., Outgoing]:
+    """An event method whose program errors end the run (STOP to every worker)."""
+    @functools.wraps(event)
+    def handle(self: "SchedulerState", *args: Any) -> Outgoing:
+        try:
+            return event(self, *args)
+        except ProgramError as exc:
+            self.error = str(exc)
+            self.inflight.clear()
+            return self._finish(args[-1])
+    return handle
 
 
 @dataclass
@@ -76,7 +86,7 @@ class SchedulerState:
     """Round engine, worker registry and fragment ownership for one run."""
 
     def __init__(self, program: SMPProgram, ctx: SchedulerContext, run_id: str,
-                 config: SchedulerConfig, now: float,
+                 config: RunConfig, now: float,
                  welcome: dict[str, Any] | None = None) -> None:
         self.program = program
         self.ctx = ctx
@@ -96,13 +106,14 @@ class SchedulerState:
         self.error: str | None = None
         self.events: list[dict[str, Any]] = []
         self.all_lost_at: float | None = None
-        self.failed_workers: set[str] = set()
+        self.failed_workers: set[tuple[str, int]] = set()  # (host, pid) of failed processes
         self.imbalance_streak = 0
         self.peak_mb: dict[str, float] = {}  # peak resident memory each worker reported
         self.throughput = ThroughputTracker()
         self._sizes = [float(ctx.dataset.row_weights()[a:b].sum()) for a, b in ctx.bounds]
 
     # ---- events ---------------------------------------------------------------------
+    @_contained
     def on_hello(self, worker: str, info: dict[str, Any], now: float) -> Outgoing:
         """A worker asks to join; welcome it and give it work if the run is going."""
         if self.finished:
@@ -117,7 +128,7 @@ class SchedulerState:
         self._event("joined", now, worker=worker, device=info.get("device", "cpu"))
         out: Outgoing = [(worker, self._msg("WELCOME", body={**self.welcome,
                                                              "meta": self.ctx.dataset.meta}))]
-        if not self.running and len(self.workers) >= self.config.min_workers:
+        if not self.running and len(self.workers) >= self.config.n_workers:
             self._start(now)
         if self.running:
             self._reassign(now)
@@ -138,68 +149,94 @@ class SchedulerState:
             return [(worker, self._msg("EVICT", body={"reason": "evicted earlier"}))]
         return []
 
+    @_contained
     def on_result(self, worker: str, msg: Message, now: float) -> Outgoing:
-        """Partials for one round from one worker."""
+        """Partials for one round from one worker (or, for round -1, a load ack)."""
         record = self.workers.get(worker)
         if record is None:
             return self._unknown(worker)
         record.last_seen = now
         if msg.round == -1:
-            record.loading.difference_update(int(f) for f in msg.body.get("loaded", []))
+            loaded = msg.body.get("loaded")
+            if not (isinstance(loaded, list) and all(type(f) is int for f in loaded)):
+                return self._fail_worker(worker, "malformed load acknowledgement", now)
+            record.loading.difference_update(loaded)
             return self._advance(now)
         rnd = self.inflight.get(msg.round)
         if rnd is None:
             log.debug("dropping result for round %d from %s (not in flight)", msg.round, worker)
             return []
-        try:
-            partials = unpack_payloads(msg.body.get("partials", {}), msg.arrays)
-        except Exception as exc:
-            return self._fail_worker(worker, f"undecodable partials: {exc}", now)
+        partials, seconds = msg.body.get("partials"), msg.body.get("seconds", 0.0)
+        if not (isinstance(partials, dict) and all(isinstance(k, str) and k.isdigit() and isinstance(v, dict)
+                                                   for k, v in partials.items())) \
+                or not _is_duration(seconds):
+            return self._fail_worker(worker, "malformed RESULT message", now)
         accepted = {}
         for key, payload in partials.items():
             frag = int(key)
             if frag in rnd.pending and self.owner.get(frag) == worker:
-                bad = _nonfinite(payload)
-                if bad:
-                    return self._fail_worker(worker, f"non-finite value in partial {bad!r}", now)
+                problem = self._check_partial(rnd, frag, payload)
+                if problem:
+                    return self._program_fault(
+                        worker, f"partial of fragment {frag} rejected: {problem}", now)
                 accepted[frag] = payload
         for frag, payload in accepted.items():
             rnd.pending.discard(frag)
             rnd.partials[frag] = payload
         peak = msg.body.get("peak_mb")
-        if isinstance(peak, (int, float)):
+        if _is_duration(peak):
             self.peak_mb[worker] = max(self.peak_mb.get(worker, 0.0), float(peak))
-        seconds = float(msg.body.get("seconds", 0.0))
         work = sum(self._sizes[f] for f in accepted)
         if accepted and seconds > 0:
-            self.throughput.observe(worker, work, seconds)
+            self.throughput.observe(worker, work, float(seconds))
         return self._advance(now)
 
-    def on_failed(self, worker: str, reason: str, now: float) -> Outgoing:
-        """The program raised on a worker.
+    def _check_partial(self, rnd: Round, frag: int, payload: dict[str, Any]) -> str | None:
+        """Why a partial cannot be committed (NaN/Inf, or the program's check), or None."""
+        bad = _nonfinite(payload)
+        if bad:
+            return f"non-finite value in {bad!r}"
+        block = rnd.block[frag] if isinstance(rnd.block, PerFragment) else rnd.block
+        try:
+            self.program.check_partial(self.ctx, block, frag, payload)
+        except Exception as exc:
+            return f"{type(exc).__name__}: {exc}"
+        return None
 
-        The first time, the worker is treated as faulty (evicted, its work redone
-        elsewhere); when a second worker fails too, it is a bug in the program and
-        the run ends with that error.
-        """
+    @_contained
+    def on_failed(self, worker: str, reason: str, now: float) -> Outgoing:
+        """The program raised on a worker (``reason`` names the method and exception)."""
         if worker not in self.workers:
             return []
-        self._event("program_error", now, worker=worker, reason=reason)
-        self.failed_workers.add(worker)
-        if len(self.failed_workers) >= 2 or len(self.workers) == 1:
-            self.error = f"program failed on worker {worker}: {reason}"
-            return self._finish(now)
-        return self._fail_worker(worker, f"program error: {reason}", now)
+        return self._program_fault(worker, reason, now)
 
+    def _program_fault(self, worker: str, reason: str, now: float) -> Outgoing:
+        """A worker's program failed: evict it and redo its work elsewhere.
+
+        When a second worker process fails too (or no other is left), the fault is
+        the program's, and the run ends with that error. A process that fails again
+        after rejoining counts once: one bad machine does not end a run.
+        """
+        self._event("program_error", now, worker=worker, reason=reason)
+        info = self.workers[worker].info
+        self.failed_workers.add((info["host"], info["pid"]))  # a process, whatever its identity
+        if len(self.failed_workers) >= 2 or len(self.workers) == 1:
+            self.error = f"{reason} (failed on {len(self.failed_workers)} worker(s), last {worker})"
+            return self._finish(now)
+        return self._fail_worker(worker, reason, now)
+
+    @_contained
     def abort(self, reason: str, now: float) -> Outgoing:
         """End the run now (operator interrupt): nothing in flight is committed."""
         self.error = reason
         return self._finish(now)
 
+    @_contained
     def on_bye(self, worker: str, now: float) -> Outgoing:
         """A worker leaves on purpose (its process is going away)."""
         return self._remove_worker(worker, "left", now)
 
+    @_contained
     def on_tick(self, now: float) -> Outgoing:
         """Timer: heartbeat timeouts, the start timeout and the time limit."""
         out: Outgoing = []
@@ -241,8 +278,10 @@ class SchedulerState:
             self.owner.pop(frag, None)
         self._event("worker_lost", now, worker=worker, reason=reason,
                     fragments=sorted(record.fragments))
-        log.warning("worker %s lost (%s); %d fragments to reassign", worker, reason,
-                    len(record.fragments))
+        # a program's fault is reported when it ends the run; a lost machine is news now
+        level = logging.INFO if reason.startswith("faulty") else logging.WARNING
+        log.log(level, "worker %s lost (%s); %d fragments to reassign", worker, reason,
+                len(record.fragments))
         out: Outgoing = [(worker, self._msg("EVICT", body={"reason": reason}))]
         if not self.workers:
             self.all_lost_at = now
@@ -252,7 +291,7 @@ class SchedulerState:
         return out + self._advance(now)
 
     def _fail_worker(self, worker: str, why: str, now: float) -> Outgoing:
-        log.warning("treating worker %s as faulty: %s", worker, why)
+        log.info("treating worker %s as faulty: %s", worker, why)
         return self._remove_worker(worker, f"faulty: {why}", now)
 
     def _reassign(self, now: float) -> None:
@@ -344,7 +383,7 @@ class SchedulerState:
                 and not self.ctx.stop_requested:
             if self.config.max_rounds is not None and self.next_round >= self.config.max_rounds:
                 break
-            block = self.program.schedule(self.ctx)
+            block = self._call("schedule", self.program.schedule, self.ctx)
             if block is None:
                 if not self.inflight:
                     self.ctx.stop(converged=self.ctx.converged)
@@ -356,7 +395,8 @@ class SchedulerState:
 
     def _commit(self, rnd: Round) -> None:
         partials = {f: rnd.partials[f] for f in sorted(rnd.partials)}
-        update = self.program.pull(self.ctx, rnd.block, partials)
+        self.ctx.inflight.pop(0)
+        update = self._call("pull", self.program.pull, self.ctx, rnd.block, partials)
         self.ctx.round += 1
         self.commits.append(update)
         self._gc_commits()
@@ -376,6 +416,7 @@ class SchedulerState:
             frags = set(range(self.ctx.n_fragments))
         rnd = Round(number, block, frags, set(frags))
         self.inflight[number] = rnd
+        self.ctx.inflight.append(block)
         return self._send_tasks(rnd, frags)
 
     def _redispatch(self, now: float) -> Outgoing:
@@ -413,47 +454,52 @@ class SchedulerState:
 
     def _work_message(self, worker: str, number: int, frags: list[int],
                       blocks: dict[str, Any]) -> Message:
-        """One WORK message: commits since the worker's cursor, drops, loads, tasks."""
+        """One WORK message: commits since the worker's cursor, drops, loads, tasks.
+
+        Body: ``commits`` (updates in commit order; None for a commit without one),
+        ``drop`` (fragment ids), ``load`` (``{id, start, stop, data, model}`` each),
+        ``tasks`` (fragment ids to push) and ``blocks`` (``{"*": block}``, or a block
+        per fragment id).
+        """
         record = self.workers[worker]
-        payloads: dict[str, dict[str, Any]] = {}
-        commit_seqs = list(range(record.cursor, len(self.commits)))
-        for seq in commit_seqs:
-            payloads[f"c{seq}"] = self.commits[seq] or {}
+        commits = [self.commits[seq] for seq in range(record.cursor, len(self.commits))]
         record.cursor = len(self.commits)
         loads, drops = sorted(record.to_load), sorted(record.to_drop)
         record.to_load, record.to_drop = set(), set()
         if not frags:
             record.loading.update(loads)
-        for frag in loads:
-            payloads[f"d{frag}"] = self._fragment_payload(frag)
-            payloads[f"s{frag}"] = self.program.snapshot(self.ctx, frag)
-        for key, block in blocks.items():
-            payloads[f"b{key}"] = block
-        head, arrays = pack_payloads(payloads)
-        body = {"commits": commit_seqs, "drop": drops, "load": loads,
-                "tasks": frags, "payloads": head}
+        body = {"commits": commits, "drop": drops, "tasks": frags, "blocks": blocks,
+                "load": [self._fragment_payload(frag) for frag in loads]}
         self._gc_commits()
-        return self._msg("WORK", round=number, body=body, arrays=arrays)
+        return self._msg("WORK", round=number, body=body)
 
     def _fragment_payload(self, frag: int) -> dict[str, Any]:
         start, stop = self.ctx.bounds[frag]
-        payload = self.ctx.dataset.fragment(start, stop)
-        payload["_rows"] = [start, stop]
-        return payload
+        return {"id": frag, "start": start, "stop": stop,
+                "data": self.ctx.dataset.fragment(start, stop),
+                "model": self._call("snapshot", self.program.snapshot, self.ctx, frag)}
+
+    def _call(self, method: str, fn: Callable[..., Any], *args: Any) -> Any:
+        """Run a scheduler-side program method; its exception becomes a ProgramError."""
+        try:
+            return fn(*args)
+        except Exception as exc:
+            log.debug("%s raised:\n%s", method, traceback.format_exc())
+            raise ProgramError(f"{method} raised {type(exc).__name__}: {exc}") from exc
 
     def _finish(self, now: float) -> Outgoing:
         if self.finished:
             return []
         self.finished = True
         self.inflight.clear()
+        self.ctx.inflight.clear()
         self._event("finished", now, rounds=self.ctx.round, error=self.error)
         return [(w, self._msg("STOP", body={"reason": self.error or "done"}))
                 for w in self.workers]
 
     # ---- helpers --------------------------------------------------------------------
-    def _msg(self, mtype: str, round: int = -1, body: dict[str, Any] | None = None,
-             arrays: dict[str, np.ndarray] | None = None) -> Message:
-        return Message(mtype, self.run_id, round, body or {}, arrays or {})
+    def _msg(self, mtype: str, round: int = -1, body: dict[str, Any] | None = None) -> Message:
+        return Message(mtype, self.run_id, round, body or {})
 
     def _event(self, name: str, now: float, **fields: Any) -> None:
         self.events.append({"event": name, "t": round(now - self.started_at, 4), **fields})
@@ -462,13 +508,30 @@ class SchedulerState:
 def _valid_hello(info: Any) -> bool:
     """A HELLO body names the worker's device, host and pid with the right types."""
     return (isinstance(info, dict) and isinstance(info.get("device"), str)
-            and isinstance(info.get("host"), str) and isinstance(info.get("pid"), int))
+            and isinstance(info.get("host"), str) and type(info.get("pid")) is int)
 
 
-def _nonfinite(payload: dict[str, Any]) -> str | None:
-    """Name of the first float entry holding NaN/Inf, if any."""
-    for key, value in payload.items():
-        arr = np.asarray(value) if not isinstance(value, (str, bytes, list, dict)) else None
-        if arr is not None and arr.dtype.kind in "fc" and not np.isfinite(arr).all():
-            return key
+def _is_duration(value: Any) -> bool:
+    """A finite, non-negative number of seconds (or megabytes)."""
+    return type(value) in (int, float) and math.isfinite(value) and value >= 0
+
+
+def _nonfinite(value: Any, where: str = "") -> str | None:
+    """Where the first NaN/Inf in a payload is (a key path), if anywhere."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            bad = _nonfinite(item, f"{where}/{key}" if where else key)
+            if bad:
+                return bad
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            bad = _nonfinite(item, f"{where}[{i}]")
+            if bad:
+                return bad
+    elif isinstance(value, float):
+        return None if math.isfinite(value) else where
+    elif isinstance(value, np.ndarray) or sp.issparse(value):
+        data = value.data if sp.issparse(value) else value
+        if data.dtype.kind in "fc" and not np.isfinite(data).all():
+            return where
     return None

@@ -1,1 +1,0 @@
-"""The smpframe scheduler server (installed as ``smpframe.servers``)."""

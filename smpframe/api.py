@@ -1,0 +1,321 @@
+"""The SMP program API: what a user (and every built-in app) writes.
+
+A program is one class. Its parameters are its ``__init__`` keyword arguments, stored
+as attributes of the same names (scikit-learn's convention): :meth:`SMPProgram.get_params`
+reads them back by signature, the CLI builds its options from them, and every worker
+rebuilds the same program from them (they travel as msgpack, never pickle, so keep
+them plain: numbers, strings, lists). The scheduler holds the model; workers hold data
+:class:`Fragment` objects (contiguous row ranges) and the state derived from them.
+
+A round::
+
+    block    = schedule(ctx)                      # scheduler: what to update next
+    partial  = push(wctx, fragment, block)        # each worker, per fragment it holds
+    update   = pull(ctx, block, partials)         # scheduler: aggregate + commit
+    sync_worker(wctx, update)                     # every worker, once, then
+    sync(wctx, fragment, update)                  # per fragment, before its next push
+
+``pull`` must keep everything it needs in ``ctx.model`` (arrays), ``ctx.state``
+(JSON-able values) and ``ctx.rng``: that is what checkpoints hold, and what
+``snapshot`` hands a worker that takes over a fragment after a failure.
+
+Payloads (blocks, partials, updates, snapshots, data rows) are dicts with string keys
+whose values are plain values, lists, dicts, numpy arrays or scipy sparse matrices,
+at any depth: :mod:`smpframe.protocol` encodes each by its type.
+"""
+from __future__ import annotations
+
+import functools
+import inspect
+import operator
+import time
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+import numpy as np
+import scipy.sparse as sp
+
+Payload = dict[str, Any]
+
+
+class PerFragment(dict):
+    """A schedule that gives each fragment its own block: ``{fragment: block}``.
+
+    Fragments left out take no part in the round.
+    """
+
+
+@dataclass
+class Fragment:
+    """A contiguous range of dataset rows held by one worker.
+
+    ``id`` numbers fragments in row order; ``start``/``stop`` are global row indices;
+    ``state`` is what :meth:`SMPProgram.load` returned for it.
+    """
+
+    id: int
+    start: int
+    stop: int
+    state: Any = None
+
+    @property
+    def n_rows(self) -> int:
+        return self.stop - self.start
+
+
+@dataclass
+class Dataset:
+    """Row-partitionable data: every value in ``rows`` has the same first dimension.
+
+    Values are numpy arrays or scipy sparse matrices. ``meta`` is small global
+    information (sizes, vocabularies' lengths) every worker receives. ``weights``
+    sizes fragments (default: one per row plus its nonzeros).
+    """
+
+    rows: dict[str, Any]
+    meta: dict[str, Any] = field(default_factory=dict)
+    weights: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        lengths = {name: value.shape[0] for name, value in self.rows.items()}
+        if len(set(lengths.values())) > 1:
+            raise ValueError(f"dataset rows disagree in length: {lengths}")
+        if not lengths:
+            raise ValueError("dataset has no row arrays")
+
+    @property
+    def n_rows(self) -> int:
+        return next(iter(self.rows.values())).shape[0]
+
+    def row_weights(self) -> np.ndarray:
+        """Work per row used to balance fragments: explicit weights, else nonzeros."""
+        if self.weights is not None:
+            return np.asarray(self.weights, dtype=np.float64)
+        w = np.ones(self.n_rows)
+        for value in self.rows.values():
+            if sp.issparse(value):
+                w += np.diff(value.tocsr().indptr)
+        return w
+
+    def bounds(self, n_fragments: int) -> list[tuple[int, int]]:
+        """Contiguous row ranges with about equal weight, none empty."""
+        n = self.n_rows
+        n_fragments = max(1, min(n_fragments, n))
+        cum = np.cumsum(self.row_weights())
+        targets = cum[-1] * np.arange(1, n_fragments) / n_fragments
+        cuts = np.searchsorted(cum, targets, side="left") + 1
+        cuts = np.clip(cuts, np.arange(1, n_fragments), n - n_fragments + np.arange(1, n_fragments))
+        cuts = np.maximum.accumulate(cuts)
+        edges = [0, *[int(c) for c in cuts], n]
+        return [(edges[i], edges[i + 1]) for i in range(n_fragments)]
+
+    def fragment(self, start: int, stop: int) -> Payload:
+        """The rows ``start:stop`` of every value (sparse matrices stay sparse)."""
+        return {name: value[start:stop] for name, value in self.rows.items()}
+
+
+@dataclass
+class SchedulerContext:
+    """What ``schedule``/``check_partial``/``pull`` see: the model, run state, cluster facts.
+
+    ``model``, ``state``, ``rng``, ``round`` and ``metrics`` are checkpointed; ``cache``
+    holds data derived in ``init`` (rebuilt on resume, never saved). ``inflight`` is
+    kept by the runtime: the blocks dispatched and not yet committed, oldest first
+    (empty when ``schedule`` may assume every earlier round is committed).
+    """
+
+    dataset: Dataset
+    bounds: list[tuple[int, int]]
+    rng: np.random.Generator
+    model: dict[str, np.ndarray] = field(default_factory=dict)
+    state: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, Any] = field(default_factory=dict)
+    cache: dict[str, Any] = field(default_factory=dict)
+    inflight: list[Any] = field(default_factory=list)
+    round: int = 0
+    workers: list[str] = field(default_factory=list)
+    started: float | None = None
+    prior_elapsed: float = 0.0
+    stop_requested: bool = False
+    converged: bool = False
+
+    @property
+    def n_fragments(self) -> int:
+        return len(self.bounds)
+
+    @property
+    def elapsed(self) -> float:
+        """Solve seconds: from the start of the run (plus a resumed run's earlier time)."""
+        running = 0.0 if self.started is None else time.monotonic() - self.started
+        return self.prior_elapsed + running
+
+    def report(self, **metrics: Any) -> None:
+        """Record progress figures (objective, ...) shown on stderr and in metrics.jsonl."""
+        self.metrics.update(metrics)
+
+    def stop(self, converged: bool = True) -> None:
+        """Ask the runtime to end the run after this commit."""
+        self.stop_requested = True
+        self.converged = converged
+
+
+@dataclass
+class WorkerContext:
+    """What the worker-side methods see.
+
+    ``xp`` is the array module (numpy, or cupy on a GPU worker); ``fragments`` maps
+    each held fragment's id to its :class:`Fragment`; ``shared`` is for state shared
+    by every fragment on this worker (built in ``init_worker``: a model replica, a cache).
+    """
+
+    meta: dict[str, Any]
+    xp: Any = np
+    device: str = "cpu"
+    fragments: dict[int, Fragment] = field(default_factory=dict)
+    shared: dict[str, Any] = field(default_factory=dict)
+
+
+@functools.lru_cache(maxsize=None)
+def _param_names(cls: type) -> tuple[str, ...]:
+    """The keyword parameters of ``cls.__init__`` (scikit-learn's ``_get_param_names``)."""
+    names = []
+    for name, p in inspect.signature(cls.__init__).parameters.items():
+        if name == "self":
+            continue
+        if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
+            raise TypeError(f"{cls.__name__}.__init__ must list its parameters by name "
+                            f"(no *{name}): they are read back by signature")
+        names.append(name)
+    return tuple(names)
+
+
+class SMPProgram:
+    """Base class of every SMP program. Override the methods marked *required*."""
+
+    #: short name used on the CLI and in results
+    name: str = "program"
+    #: default data fragments per worker (``--fragments`` overrides); more fragments
+    #: balance finer, fewer make fatter rounds
+    fragments_per_worker: int = 4
+    #: True when the worker methods run on ``wctx.xp`` (numpy or cupy), so GPU workers
+    #: actually compute on the GPU; runs refuse GPU devices for programs without it
+    gpu: bool = False
+    #: CLI flags for parameters whose name is not the flag (``{"lam": "--lambda"}``)
+    cli_flags: dict[str, str] = {}
+
+    # ---- parameters ------------------------------------------------------------------
+    def get_params(self) -> dict[str, Any]:
+        """Parameters by ``__init__`` signature, read from the attributes of those names."""
+        missing = [n for n in _param_names(type(self)) if not hasattr(self, n)]
+        if missing:
+            raise TypeError(f"{type(self).__name__}.__init__ takes {', '.join(missing)} but does "
+                            "not store it as an attribute of the same name")
+        return {name: getattr(self, name) for name in _param_names(type(self))}
+
+    @property
+    def params(self) -> dict[str, Any]:
+        """Shorthand for :meth:`get_params`."""
+        return self.get_params()
+
+    def check_params(self) -> None:
+        """Raise :class:`~smpframe.errors.InputError` for bad parameter values.
+
+        Runs before ``load_data`` on the scheduler (and in the CLI right after parsing).
+        """
+
+    # ---- scheduler side -------------------------------------------------------------
+    def load_data(self, source: Any) -> Dataset:
+        """*Required.* Read ``source`` (a path, arrays, or None for built-in data)."""
+        raise NotImplementedError
+
+    def init(self, ctx: SchedulerContext) -> None:
+        """*Required.* Put the initial model into ``ctx.model``/``ctx.state``."""
+        raise NotImplementedError
+
+    def warm_up(self, role: str, xp: Any) -> None:
+        """Load compiled kernels before the clock starts (default: nothing to load).
+
+        Runs once in the scheduler (``role="scheduler"``, after ``init``) and once in
+        each worker (``role="worker"``, ``xp`` its array module, before any ``load``).
+        """
+
+    def schedule(self, ctx: SchedulerContext) -> Payload | PerFragment | None:
+        """*Required.* The next block (same for every fragment) or a :class:`PerFragment`.
+
+        Return None when there is nothing to do now: the run stops if nothing is in
+        flight (``ctx.inflight``), else ``schedule`` is asked again after the next commit.
+        """
+        raise NotImplementedError
+
+    def check_partial(self, ctx: SchedulerContext, block: Payload, fragment: int,
+                      partial: Payload) -> None:
+        """Raise (any exception, with a message) to reject a malformed partial.
+
+        ``block`` is the fragment's block. A rejected partial is never committed: its
+        worker is treated as faulty and the round is redone elsewhere (a second
+        rejection ends the run). Partials holding NaN/Inf are rejected before this.
+        """
+
+    def pull(self, ctx: SchedulerContext, block: Payload | PerFragment,
+             partials: dict[int, Payload]) -> Payload | None:
+        """*Required.* Aggregate ``partials`` (one per fragment, in fragment order),
+        commit to ``ctx.model`` and return the update every worker applies (None: nothing)."""
+        raise NotImplementedError
+
+    def snapshot(self, ctx: SchedulerContext, fragment: int) -> Payload:
+        """Model pieces a worker needs to build a fragment's state (default: all)."""
+        return dict(ctx.model)
+
+    def result(self, ctx: SchedulerContext) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        """Final summary (JSON-able) and model arrays written to ``model.npz``."""
+        return dict(ctx.metrics), dict(ctx.model)
+
+    def extra_outputs(self, ctx: SchedulerContext) -> dict[str, str | bytes]:
+        """Additional files for ``--output`` (name -> content), e.g. a topics listing."""
+        return {}
+
+    # ---- worker side ----------------------------------------------------------------
+    def init_worker(self, wctx: WorkerContext) -> None:
+        """Build ``wctx.shared``: state every fragment on this worker uses (default: none).
+
+        Runs once per worker (not per fragment), before any ``load``.
+        """
+
+    def load(self, wctx: WorkerContext, fragment: Fragment, data: Payload, model: Payload) -> Any:
+        """*Required.* The fragment's state (kept as ``fragment.state``), from its rows
+        (``data``) and ``model`` (what ``snapshot`` returned).
+
+        Arrays that arrive from the wire (data, model, blocks, updates) are read-only
+        views of the received frames: copy what you will modify.
+        """
+        raise NotImplementedError
+
+    def push(self, wctx: WorkerContext, fragment: Fragment, block: Payload) -> Payload:
+        """*Required.* The partial result of ``block`` over one fragment.
+
+        Must be repeatable: a partial may be discarded and recomputed (by the fragment's
+        next owner), so changes that depend on the commit belong in ``sync``.
+        """
+        raise NotImplementedError
+
+    def sync_worker(self, wctx: WorkerContext, update: Payload) -> None:
+        """Apply a committed update to ``wctx.shared``, once per worker (default: nothing)."""
+
+    def sync(self, wctx: WorkerContext, fragment: Fragment, update: Payload) -> None:
+        """Apply a committed update to one fragment's state (default: nothing to do)."""
+
+
+# ---- aggregation helpers for pull --------------------------------------------------------
+
+def sum_partials(partials: Mapping[int, Payload], key: str) -> Any:
+    """The sum over fragments of entry ``key``: numbers, arrays or sparse matrices."""
+    return functools.reduce(operator.add, (p[key] for p in partials.values()))
+
+
+def concat_partials(partials: Mapping[int, Payload], key: str) -> np.ndarray:
+    """Entry ``key`` of every partial joined along its first axis, in fragment order.
+
+    Fragments are contiguous row ranges in id order, so per-row partials come out in
+    global row order (a partial per fragment of every fragment in the round).
+    """
+    return np.concatenate([np.asarray(partials[f][key]) for f in sorted(partials)])

@@ -1,0 +1,199 @@
+"""One run configuration: every runtime option, its default, its CLI flag and its check.
+
+:class:`RunConfig` is what the scheduler, the local launcher and the worker read; the
+CLI builds its options from the fields below (``--pipeline-depth`` is
+``pipeline_depth``; every option may also come from ``SMPFRAME_PIPELINE_DEPTH``), so
+each default is stated once, here. Values are checked when the config is built, so a
+bad option fails before any process starts.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from smpframe.errors import InputError
+from smpframe.protocol import DEFAULT_MAX_BYTES
+
+#: the scheduler's TCP port unless ``--bind`` says otherwise
+DEFAULT_PORT = 5555
+#: environment variables ``SMPFRAME_<OPTION>`` give option defaults
+ENV_PREFIX = "SMPFRAME_"
+
+RUN, SCHEDULER, WORKER = "run", "scheduler", "worker"
+
+
+def _csv(text: str) -> list[str]:
+    return [t.strip() for t in text.split(",") if t.strip()]
+
+
+def _floats(text: str) -> list[float]:
+    try:
+        return [float(t) for t in _csv(text)]
+    except ValueError:
+        raise ValueError(f"expected comma-separated numbers, got {text!r}") from None
+
+
+def option(default: Any, help: str, commands: tuple[str, ...], parse: Callable[[str], Any] | None = None,
+           flag: str | None = None) -> Any:
+    """A config field that is also a CLI option of ``commands``."""
+    meta = {"help": help, "commands": commands, "parse": parse, "flag": flag}
+    if isinstance(default, list):
+        return field(default_factory=lambda: list(default), metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+@dataclass
+class RunConfig:
+    """Everything about how a program runs (not what it computes: that is its parameters)."""
+
+    # ---- the cluster -------------------------------------------------------------------
+    workers: int = option(2, "workers to start (run) or to wait for before starting (scheduler)",
+                          (RUN, SCHEDULER))
+    devices: list[str] | None = option(None, "one device per local worker, e.g. cpu,gpu:0 "
+                                       "(overrides --workers)", (RUN,), parse=_csv)
+    slowdowns: list[float] | None = option(None, "per-worker slow-down factors, e.g. 1,3 "
+                                           "(straggler switch for tests and demos)", (RUN,),
+                                           parse=_floats)
+    fragments: int | None = option(None, "data fragments (default: the program's "
+                                   "fragments_per_worker x workers)", (RUN, SCHEDULER))
+    seed: int = option(0, "random seed", (RUN, SCHEDULER))
+    # ---- the round engine ------------------------------------------------------------
+    max_rounds: int | None = option(None, "stop after this many rounds", (RUN, SCHEDULER))
+    time_limit: float | None = option(None, "stop after this many seconds of solving", (RUN, SCHEDULER))
+    pipeline_depth: int = option(0, "rounds dispatched ahead of the last commit (bounded "
+                                 "staleness)", (RUN, SCHEDULER))
+    balance: bool = option(True, "move fragments to follow measured worker speeds", (RUN, SCHEDULER))
+    dispatch_v: float = option(1.0, "drift-plus-penalty V: balance (0) vs keeping data in place "
+                               "(large)", (RUN, SCHEDULER))
+    rebalance_threshold: float = 0.15  # predicted round time above the best placement that moves data
+    # ---- failure detection -----------------------------------------------------------
+    heartbeat_timeout: float = option(10.0, "seconds of silence before a worker is declared dead",
+                                      (RUN, SCHEDULER))
+    heartbeat_interval: float | None = option(None, "seconds between a worker's heartbeats "
+                                              "(default: the scheduler's choice, "
+                                              "min(0.5, heartbeat timeout / 5))", (WORKER,))
+    scheduler_timeout: float | None = option(None, "a worker exits after this many seconds "
+                                             "without the scheduler (default: the scheduler's "
+                                             "choice, max(30, 3 x heartbeat timeout))", (WORKER,))
+    start_timeout: float = option(300.0, "seconds to wait for --workers workers to join",
+                                  (RUN, SCHEDULER))
+    # ---- outputs ---------------------------------------------------------------------
+    output: str | None = option(None, "folder for result.json, model.npz, metrics.jsonl, "
+                                "events.jsonl", (RUN, SCHEDULER))
+    checkpoint_every: str | None = option(None, "checkpoint into --output every N rounds, or "
+                                          "every Ns seconds", (RUN, SCHEDULER))
+    resume: str | None = option(None, "continue from the last checkpoint in this folder",
+                                (RUN, SCHEDULER))
+    quiet: bool = option(False, "no progress lines on stderr", (RUN, SCHEDULER))
+    progress_interval: float = 1.0
+    log_level: str = option("WARNING", "log level (DEBUG, INFO, WARNING, ERROR)",
+                            (RUN, SCHEDULER, WORKER))
+    # ---- network and security ----------------------------------------------------------
+    bind: str | None = option(None, "address the scheduler listens on (default: "
+                              f"tcp://127.0.0.1:{DEFAULT_PORT}; local runs: a free loopback port)",
+                              (SCHEDULER,))
+    connect: str = option(f"tcp://127.0.0.1:{DEFAULT_PORT}", "the scheduler's address", (WORKER,))
+    device: str = option("cpu", "this worker's device: cpu, gpu, gpu:N or auto", (WORKER,))
+    name: str | None = option(None, "stable worker name (default host-pid)", (WORKER,))
+    slowdown: float = option(1.0, "straggler switch: make this worker N times slower", (WORKER,))
+    curve_secret: str | None = option(None, "this side's CURVE secret key file (*.key_secret)",
+                                      (SCHEDULER, WORKER))
+    curve_allow: str | None = option(None, "folder of allowed workers' public keys", (SCHEDULER,))
+    curve_server: str | None = option(None, "the scheduler's public key file (*.key)", (WORKER,))
+    max_message_bytes: int = DEFAULT_MAX_BYTES
+    worker_args: list[str] = field(default_factory=list)  # extra arguments for local workers
+
+    def __post_init__(self) -> None:
+        self.check()
+
+    def replace(self, **changes: Any) -> "RunConfig":
+        """A copy with ``changes`` (checked again)."""
+        return dataclasses.replace(self, **changes)
+
+    # ---- checks ----------------------------------------------------------------------
+    def check(self) -> None:
+        """Raise InputError naming the option of the first bad value."""
+        def need(ok: bool, name: str, why: str) -> None:
+            if not ok:
+                value = getattr(self, name)
+                raise InputError(f"--{name.replace('_', '-')} {value}: {why}")
+
+        need(self.workers >= 1, "workers", "must be >= 1")
+        need(self.fragments is None or self.fragments >= 1, "fragments", "must be >= 1")
+        need(self.seed >= 0, "seed", "must be >= 0")
+        need(self.max_rounds is None or self.max_rounds >= 1, "max_rounds", "must be >= 1")
+        need(self.time_limit is None or self.time_limit > 0, "time_limit", "must be > 0")
+        need(self.pipeline_depth >= 0, "pipeline_depth", "must be >= 0")
+        need(self.dispatch_v >= 0 and math.isfinite(self.dispatch_v), "dispatch_v",
+             "must be a finite number >= 0")
+        for name in ("heartbeat_timeout", "start_timeout", "slowdown"):
+            value = getattr(self, name)
+            need(value > 0 and math.isfinite(value), name, "must be a finite number > 0")
+        for name in ("heartbeat_interval", "scheduler_timeout"):
+            value = getattr(self, name)
+            need(value is None or (value > 0 and math.isfinite(value)), name, "must be > 0")
+        need(self.slowdown >= 1.0, "slowdown", "must be >= 1")
+        if self.slowdowns is not None:
+            need(all(s >= 1.0 and math.isfinite(s) for s in self.slowdowns), "slowdowns",
+                 "every factor must be >= 1")
+            need(len(self.slowdowns) == self.n_workers, "slowdowns",
+                 f"has {len(self.slowdowns)} values for {self.n_workers} workers")
+        need(self.devices is None or len(self.devices) >= 1, "devices", "names no device")
+        self.checkpoint_schedule()
+        need(not self.checkpoint_every or self.output is not None, "checkpoint_every",
+             "needs --output (the folder checkpoints go to)")
+        need(self.curve_allow is None or self.curve_secret is not None, "curve_allow",
+             "needs --curve-secret (without it the scheduler would run in plaintext)")
+        need(self.curve_server is None or self.curve_secret is not None, "curve_server",
+             "needs --curve-secret")
+        for name in ("bind", "connect"):
+            value = getattr(self, name)
+            need(value is None or (isinstance(value, str) and "://" in value), name,
+                 "expected an address such as tcp://127.0.0.1:5555")
+
+    def checkpoint_schedule(self) -> tuple[str, float] | None:
+        """``--checkpoint-every`` as ("rounds", N) or ("seconds", S); None when off."""
+        every = self.checkpoint_every
+        if not every:
+            return None
+        try:
+            if every.endswith("s"):
+                seconds = float(every[:-1])
+                if seconds > 0 and math.isfinite(seconds):
+                    return "seconds", seconds
+            elif int(every) >= 1:
+                return "rounds", int(every)
+        except ValueError:
+            pass
+        raise InputError(f"--checkpoint-every {every}: expected N (rounds >= 1) or Ns (seconds)")
+
+    # ---- derived values: the policy in one place ---------------------------------------
+    @property
+    def n_workers(self) -> int:
+        """Workers in the run: one per listed device, else ``workers``."""
+        return len(self.devices) if self.devices else self.workers
+
+    def worker_heartbeat_interval(self) -> float:
+        """How often workers beat: often enough for several beats per timeout."""
+        if self.heartbeat_interval is not None:
+            return self.heartbeat_interval
+        return min(0.5, self.heartbeat_timeout / 5)
+
+    def worker_scheduler_timeout(self) -> float:
+        """How long a worker waits for a silent scheduler before it exits."""
+        if self.scheduler_timeout is not None:
+            return self.scheduler_timeout
+        return max(30.0, 3 * self.heartbeat_timeout)
+
+    def scheduler_bind(self, local: bool) -> str:
+        """Where the scheduler listens: ``bind``, else loopback (a free port for local runs)."""
+        if self.bind is not None:
+            return self.bind
+        return "tcp://127.0.0.1:0" if local else f"tcp://127.0.0.1:{DEFAULT_PORT}"
+
+
+def cli_fields(command: str) -> list[dataclasses.Field]:
+    """The config fields that are options of ``command`` (run, scheduler or worker)."""
+    return [f for f in dataclasses.fields(RunConfig) if command in f.metadata.get("commands", ())]

@@ -1,1 +1,0 @@
-"""The smpframe worker process (installed as ``smpframe.workers``)."""
