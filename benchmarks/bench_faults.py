@@ -14,19 +14,17 @@ import time
 import numpy as np
 
 from common import markdown_table, parser, write_json
-from smpframe import ClusterOptions, SchedulerConfig, run_local
+from smpframe import LocalCluster, run_local
 from smpframe.apps.lasso import Lasso
 from smpframe.data.synthetic import make_regression
-from smpframe.launcher import LocalCluster
 
 
 def one_run(data, seed: int, reference: float, timeout: float) -> dict:
     rng = random.Random(seed)
-    config = SchedulerConfig(heartbeat_timeout=timeout)
-    cluster = ClusterOptions(n_workers=3, slowdowns=[3.0] * 3, heartbeat_interval=timeout / 6)
     kills = []
-    with LocalCluster(Lasso(lam=0.002, tol=1e-9), data, n_workers=3, timeout=120.0,
-                      config=config, cluster=cluster) as c:
+    with LocalCluster(Lasso(lam=0.002, tol=1e-9), data, timeout=120.0, workers=3,
+                      slowdowns=[3.0] * 3, heartbeat_interval=timeout / 6,
+                      heartbeat_timeout=timeout) as c:
         for victim, first_round in zip(rng.sample(range(3), 2), (1, 6)):
             assert c.wait_for_round(rng.randint(first_round, first_round + 4)), "run ended early"
             c.procs[victim].kill()
@@ -45,7 +43,7 @@ def main() -> None:
     p.add_argument("--heartbeat-timeout", type=float, default=1.5)
     args = p.parse_args()
     X, y, _ = make_regression(n=3000, d=8000, density=0.003, n_informative=60, seed=5)
-    reference = run_local(Lasso(lam=0.002, tol=1e-9), data=(X, y), progress=None).summary["objective"]
+    reference = run_local(Lasso(lam=0.002, tol=1e-9), data=(X, y), quiet=True).summary["objective"]
     runs = [one_run((X, y), seed, reference, args.heartbeat_timeout) for seed in range(args.runs)]
     detection = [d for r in runs for d in r["detection_s"]]
     row = [len(runs), sum(r["kills"] for r in runs), sum(r["converged"] for r in runs),

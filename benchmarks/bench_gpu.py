@@ -38,7 +38,7 @@ def main() -> int:
               "run this on a machine with one (pip install 'smpframe[gpu]')", file=sys.stderr)
         return 1
 
-    from smpframe import ClusterOptions, SchedulerConfig, run_local
+    from smpframe import run_local
     from smpframe.apps.kmeans import KMeans
     from smpframe.apps.kmeans_kernels import kmeans_plusplus
     from smpframe.data.dense import make_blobs
@@ -57,9 +57,7 @@ def main() -> int:
         for _ in range(max(1, args.repeats)):
             result = run_local(KMeans(k=args.k, iterations=args.iterations, tol=0.0,
                                       init_centers=init),
-                               data=X, cluster=ClusterOptions(devices=devices),
-                               config=SchedulerConfig(), progress=None,
-                               n_fragments=args.fragments)
+                               data=X, devices=devices, quiet=True, fragments=args.fragments)
             if best is None or result.summary["seconds"] < best.summary["seconds"]:
                 best = result
         s = best.summary

@@ -3,7 +3,7 @@
 Compares the mean round time, once fragment placement has settled, of
 
 * ``balanced``: speed-proportional fragments placed by drift-plus-penalty (the default);
-* ``uniform``: fragments stay where first placed (``SchedulerConfig(balance=False)``);
+* ``uniform``: fragments stay where first placed (``balance=False``);
 * ``ideal``: total work / sum of worker speeds. With speeds 1 and 1/3 that is the
   round time of one unslowed worker doing everything (measured here) / (4/3).
   That assumes the two workers really run in parallel; on a machine with too few
@@ -70,7 +70,7 @@ def main() -> int:
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args()
 
-    from smpframe import ClusterOptions, SchedulerConfig, run_local
+    from smpframe import run_local
     from smpframe.apps.kmeans import KMeans
     from smpframe.apps.kmeans_kernels import kmeans_plusplus
     from smpframe.data.dense import make_blobs
@@ -81,21 +81,19 @@ def main() -> int:
     bounds = KMeans(k=args.k).load_data(X).bounds(args.fragments)
     slow = [1.0, args.slowdown]
     # cpu:0 / cpu:1 are both the CPU; the names tell the fast and the slowed worker apart
-    setups = {
-        "single": (ClusterOptions(devices=["cpu:0"]), SchedulerConfig()),
-        "pair": (ClusterOptions(devices=["cpu:0", "cpu:1"]), SchedulerConfig()),
-        "balanced": (ClusterOptions(devices=["cpu:0", "cpu:1"], slowdowns=slow),
-                     SchedulerConfig(dispatch_v=args.dispatch_v)),
-        "uniform": (ClusterOptions(devices=["cpu:0", "cpu:1"], slowdowns=slow),
-                    SchedulerConfig(balance=False)),
+    setups = {  # RunConfig overrides
+        "single": dict(devices=["cpu:0"]),
+        "pair": dict(devices=["cpu:0", "cpu:1"]),
+        "balanced": dict(devices=["cpu:0", "cpu:1"], slowdowns=slow, dispatch_v=args.dispatch_v),
+        "uniform": dict(devices=["cpu:0", "cpu:1"], slowdowns=slow, balance=False),
     }
     figures: dict[str, dict] = {}
     inertia = {}
-    for name, (cluster, config) in setups.items():
+    for name, setup in setups.items():
         best = None
         for _ in range(max(1, args.repeats)):
-            result = run_local(program(), data=X, cluster=cluster, config=config, progress=None,
-                               n_fragments=args.fragments, progress_interval=0.25)
+            result = run_local(program(), data=X, quiet=True, fragments=args.fragments,
+                               progress_interval=0.25, **setup)
             t, rounds = settled_round_time(result)
             if best is None or t < best[0]:
                 best = (t, rounds, result)

@@ -48,7 +48,7 @@ def main() -> int:
                    help="thread counts to run scikit-learn and faiss with (default 1,<cpus>)")
     args = p.parse_args()
 
-    from smpframe import ClusterOptions, run_local
+    from smpframe import run_local
     from smpframe.apps.kmeans import KMeans
     from smpframe.apps.kmeans_kernels import kmeans_plusplus
     from smpframe.data.dense import make_blobs
@@ -62,7 +62,7 @@ def main() -> int:
     def smp():
         return run_local(KMeans(k=args.k, iterations=args.iterations, tol=0.0,
                                 init_centers=init.tolist()),
-                         data=X, cluster=ClusterOptions(n_workers=args.workers), progress=None)
+                         data=X, workers=args.workers, quiet=True)
 
     runs = []
     for _ in range(max(1, args.repeats)):

@@ -12,7 +12,7 @@ import time
 import numpy as np
 
 from common import markdown_table, parser, write_json
-from smpframe import ClusterOptions, run_local
+from smpframe import run_local
 from smpframe.apps.lasso import Lasso
 from smpframe.data.synthetic import make_regression
 
@@ -26,8 +26,7 @@ def objective(X, y, coef, intercept, lam):
 
 def run_smpframe(X, y, lam, tol, workers):
     start = time.perf_counter()
-    result = run_local(Lasso(lam=lam, tol=tol), data=(X, y), cluster=ClusterOptions(n_workers=workers),
-                       progress=None)
+    result = run_local(Lasso(lam=lam, tol=tol), data=(X, y), workers=workers, quiet=True)
     wall = time.perf_counter() - start
     f = objective(X, y, result.model["coef"], result.model["intercept"][0], lam)
     return f, result.summary["seconds"], {"wall_s": wall, "rounds": result.summary["rounds"],

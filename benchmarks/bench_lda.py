@@ -68,19 +68,17 @@ def exact_ll(corpus, z: np.ndarray, n_topics: int, alpha: float, beta: float) ->
 # ---- one method, in a child process ---------------------------------------------------------
 
 def run_smpframe(corpus, a) -> dict:
+    from smpframe import RunConfig
     from smpframe.apps.lda import LDA
-    from smpframe.launcher import ClusterOptions, start_workers, stop_workers
-    from smpframe.programs import program_spec
-    from smpframe.servers.server import SchedulerServer, ServerOptions
-    from smpframe.servers.state import SchedulerConfig
+    from smpframe.launch.local import local_devices, start_workers, stop_workers
+    from smpframe.scheduler.server import SchedulerServer
 
     program = LDA(topics=a.topics, alpha=a.alpha, beta=a.beta, iterations=a.iterations,
                   ll_every=a.iterations)
-    config = SchedulerConfig(min_workers=a.workers)
+    config = RunConfig(workers=a.workers, fragments=a.workers * a.fragments_per_worker, quiet=True)
     start = time.perf_counter()
-    server = SchedulerServer(program, program_spec(LDA), corpus, config,
-                             ServerOptions(progress=None, n_fragments=a.workers * a.fragments_per_worker))
-    procs = start_workers(server.address, ClusterOptions(n_workers=a.workers))
+    server = SchedulerServer(program, corpus, config, local=True)
+    procs = start_workers(server.address, local_devices(program, config), config)
     peaks: dict[int, float] = {}
     done = threading.Event()
 

@@ -19,7 +19,7 @@ import warnings
 import numpy as np
 
 from common import markdown_table, parser, write_json
-from smpframe import ClusterOptions, run_local
+from smpframe import run_local
 from smpframe.apps.logreg import LogReg
 from smpframe.data.synthetic import make_text_classification
 
@@ -34,7 +34,7 @@ def objective(X, y, coef, lam):
 def run_smpframe(X, y, lam, tol, args):
     start = time.perf_counter()
     result = run_local(LogReg(lam=lam, tol=tol, intercept=False, block_size=args.block_size),
-                       data=(X, y), cluster=ClusterOptions(n_workers=args.workers), progress=None)
+                       data=(X, y), workers=args.workers, quiet=True)
     wall = time.perf_counter() - start
     s = result.summary
     return objective(X, y, result.model["coef"], lam), s["seconds"], {

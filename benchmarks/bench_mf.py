@@ -19,7 +19,7 @@ import time
 import numpy as np
 
 from common import markdown_table, parser, write_json
-from smpframe import ClusterOptions, run_local
+from smpframe import run_local
 from smpframe.apps.mf import MatrixFactorization
 from smpframe.data.synthetic import make_ratings, split_ratings
 
@@ -28,7 +28,7 @@ def run_smpframe(train, test, args):
     start = time.perf_counter()
     program = MatrixFactorization(rank=args.rank, lam=args.lam, epochs=args.epochs)
     result = run_local(program, data={"train": train, "test": test},
-                       cluster=ClusterOptions(n_workers=args.workers), progress=None)
+                       workers=args.workers, quiet=True)
     wall = time.perf_counter() - start
     s = result.summary
     return s["test_rmse"], s["seconds"], {"wall_s": wall, "rounds": s["rounds"], "mode": s["mode"],

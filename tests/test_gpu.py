@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from sklearn.cluster import KMeans as SkKMeans
 
-from smpframe import ClusterOptions, SchedulerConfig, run_local
+from smpframe import run_local
 from smpframe.apps.kmeans import KMeans, lloyd_partials_array
 from smpframe.arrays import gpu_available
 from smpframe.cli import main
@@ -50,8 +50,7 @@ def test_device_kernel_matches_numpy():
 def test_kmeans_on_gpu_workers_matches_sklearn(problem, devices):
     X, init, sk = problem
     result = run_local(KMeans(k=16, iterations=20, tol=0.0, init_centers=init.tolist()), data=X,
-                       cluster=ClusterOptions(devices=devices), progress=None,
-                       config=SchedulerConfig(time_limit=60.0))
+                       devices=devices, quiet=True, time_limit=60.0)
     assert result.summary["iterations"] == sk.n_iter_
     assert result.summary["empty_relocations"] >= 1
     assert result.summary["inertia"] == pytest.approx(sk.inertia_, rel=1e-9)
@@ -64,8 +63,8 @@ def test_array_path_on_cpu_workers_matches_sklearn(problem):
     """The code GPU workers run (GEMM + argmin + bincount), here on numpy workers."""
     X, init, sk = problem
     result = run_local(KMeans(k=16, iterations=20, tol=0.0, init_centers=init.tolist(),
-                              kernel="array"), data=X, cluster=ClusterOptions(n_workers=2),
-                       progress=None, config=SchedulerConfig(time_limit=25.0))
+                              kernel="array"), data=X, workers=2, quiet=True,
+                       time_limit=25.0)
     assert result.summary["iterations"] == sk.n_iter_
     assert result.summary["empty_relocations"] >= 1
     assert result.summary["inertia"] == pytest.approx(sk.inertia_, rel=1e-9)

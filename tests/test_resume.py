@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from smpframe import SchedulerConfig, run_local
+from smpframe import run_local
 from smpframe.apps.kmeans import KMeans
 from smpframe.apps.lasso import Lasso
 from smpframe.apps.lda import LDA
@@ -36,12 +36,12 @@ FIGURE = {"lda": "ll_per_token", "lasso": "objective", "logreg": "objective", "m
 @pytest.mark.parametrize("app", sorted(APPS))
 def test_resume_reaches_the_uninterrupted_result(app, tmp_path):
     key = FIGURE[app]
-    whole = run_local(APPS[app](), progress=None).summary[key]
+    whole = run_local(APPS[app](), quiet=True).summary[key]
     first = tmp_path / "first"
-    cut = run_local(APPS[app](), progress=None, output=str(first),
-                    config=SchedulerConfig(max_rounds=3), checkpoint_every="1")
+    cut = run_local(APPS[app](), quiet=True, output=str(first), max_rounds=3,
+                    checkpoint_every="1")
     assert cut.summary["rounds"] == 3 and (first / "checkpoints" / "LATEST").exists()
-    resumed = run_local(APPS[app](), progress=None, output=str(tmp_path / "second"),
+    resumed = run_local(APPS[app](), quiet=True, output=str(tmp_path / "second"),
                         resume=str(first))
     assert resumed.summary["rounds"] > 3
     assert resumed.summary[key] == pytest.approx(whole, rel=TOLERANCE.get(app, 1e-6))
@@ -50,8 +50,7 @@ def test_resume_reaches_the_uninterrupted_result(app, tmp_path):
 def test_resume_refuses_other_parameters(tmp_path):
     from smpframe import InputError
     out = tmp_path / "run"
-    run_local(APPS["lasso"](), progress=None, output=str(out), config=SchedulerConfig(max_rounds=2),
-              checkpoint_every="1")
+    run_local(APPS["lasso"](), quiet=True, output=str(out), max_rounds=2, checkpoint_every="1")
     other = Lasso(tol=1e-3, synthetic={"n": 400, "d": 800, "density": 0.02, "n_informative": 20})
     with pytest.raises(InputError, match="checkpoint"):
-        run_local(other, progress=None, resume=str(out))
+        run_local(other, quiet=True, resume=str(out))

@@ -307,7 +307,6 @@ class KMeans(SMPProgram):
         # Every Lloyd round needs the centres of the one before, so a round is only
         # scheduled once the previous one has committed: with --pipeline-depth > 0 the
         # run stays exact (and synchronous) instead of computing rounds on stale centres.
-        # (cache, not state: rebuilt empty on resume, when nothing is in flight)
         if ctx.inflight:
             return None
         st = ctx.state

@@ -70,6 +70,32 @@ class MatrixFactorization(SMPProgram):
     ``(users, items, values)`` tuple, or ``{"train": (...), "test": (...)}``; none:
     the built-in MovieLens-shaped synthetic set (:func:`smpframe.data.synthetic.make_ratings`),
     of which a random 20% is held out as the test set unless ``test`` is given.
+
+    Parameters
+    ----------
+    rank : int
+        Factors per user and item.
+    lam : float
+        L2 strength on factors and biases.
+    epochs : int
+        Passes over all factors.
+    inner : int
+        Coordinate sweeps per side and epoch.
+    biases : bool
+        Model the mean and per-id biases (off: plain w.h).
+    test : str, optional
+        Held-out ratings (same format) for the test RMSE of every epoch.
+    fmt : {"csv", "tsv", "dat", "space", "mm"}, optional
+        Ratings format (default: by suffix and first line).
+    tol : float
+        Also stop when an epoch lowers the objective by less than this relative amount
+        (0: run every epoch).
+    mode : {"auto", "epoch", "factor"}
+        One round per epoch, or one per factor (auto: by size).
+    init_scale : float
+        Standard deviation of the random initial factors.
+    synthetic : dict, optional
+        Arguments of the built-in ratings (when no data is given).
     """
 
     name = "mf"

@@ -140,7 +140,8 @@ class LocalCluster:
 
     def __init__(self, program: SMPProgram, data: Any = None, config: RunConfig | None = None,
                  timeout: float | None = None, **overrides: Any) -> None:
-        self.config = resolve_config(config, {"quiet": True, **overrides})
+        background = {"quiet": True} if config is None else {}  # a thread has no terminal
+        self.config = resolve_config(config, {**background, **overrides})
         self.devices = local_devices(program, self.config)
         self.server = SchedulerServer(program, data, self.config, local=True)
         self.timeout = timeout

@@ -129,6 +129,11 @@ def restore(ctx: SchedulerContext, state: dict[str, Any], model: dict[str, np.nd
     ctx.prior_elapsed = float(state.get("elapsed", 0.0))
 
 
+def as_json(value: Any) -> Any:
+    """``value`` as it reads back from JSON (arrays as lists): what checkpoints compare."""
+    return json.loads(json.dumps(value, default=_json_default))
+
+
 def _json_default(value: Any) -> Any:
     if isinstance(value, np.generic):
         return value.item()

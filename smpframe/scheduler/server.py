@@ -21,7 +21,8 @@ from smpframe.config import RunConfig
 from smpframe.errors import ClusterError, InputError, ProgramError, ProtocolError
 from smpframe.protocol import Message, decode, encode
 from smpframe.registry import program_spec
-from smpframe.scheduler.outputs import RunResult, read_checkpoint, restore, write_checkpoint
+from smpframe.scheduler.outputs import (RunResult, as_json, read_checkpoint, restore,
+                                       write_checkpoint)
 from smpframe.scheduler.state import SchedulerState
 
 log = logging.getLogger("smpframe.scheduler")
@@ -58,7 +59,7 @@ class SchedulerServer:
         _run_user("init", program.init, self.ctx)
         if config.resume:
             state, model = read_checkpoint(config.resume)
-            if state["program"] != self.spec or state["params"] != self.params:
+            if state["program"] != self.spec or state["params"] != as_json(self.params):
                 raise InputError(f"checkpoint is for {state['program']} with other parameters; "
                                  "resume with the same app and options", path=config.resume)
             restore(self.ctx, state, model)
@@ -84,6 +85,8 @@ class SchedulerServer:
             raise InputError(f"--bind {bind}: {exc}") from None
         self.metrics: list[dict[str, Any]] = []
         self.dropped = 0
+        #: traffic so far (benchmarks read it between rounds)
+        self.wire = {"messages_in": 0, "messages_out": 0, "bytes_in": 0, "bytes_out": 0}
         self._stop_reason: str | None = None
         self.state: SchedulerState | None = None
 
@@ -154,6 +157,8 @@ class SchedulerServer:
 
     # ---- internals ------------------------------------------------------------------
     def _handle(self, state: SchedulerState, frames: list[Any], now: float):
+        self.wire["messages_in"] += 1
+        self.wire["bytes_in"] += sum(len(f) for f in frames[1:])
         if len(frames) < 2:
             self.dropped += 1
             return []
@@ -191,6 +196,8 @@ class SchedulerServer:
                 self._send(self.state.abort(f"cannot send {msg.type} to workers: {exc}",
                                             time.monotonic()))
                 return
+            self.wire["messages_out"] += 1
+            self.wire["bytes_out"] += sum(len(f) if isinstance(f, bytes) else f.nbytes for f in frames)
             try:
                 self.socket.send_multipart([worker.encode(), *frames], copy=False)
             except zmq.ZMQError as exc:

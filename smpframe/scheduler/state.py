@@ -213,14 +213,14 @@ class SchedulerState:
     def _program_fault(self, worker: str, reason: str, now: float) -> Outgoing:
         """A worker's program failed: evict it and redo its work elsewhere.
 
-        When a second worker process fails too (or no other is left), the fault is
-        the program's, and the run ends with that error. A process that fails again
-        after rejoining counts once: one bad machine does not end a run.
+        When a second worker process fails too (or no other is left in a running
+        run), the fault is the program's, and the run ends with that error. A process
+        that fails again after rejoining counts once: one bad machine does not end a run.
         """
         self._event("program_error", now, worker=worker, reason=reason)
         info = self.workers[worker].info
         self.failed_workers.add((info["host"], info["pid"]))  # a process, whatever its identity
-        if len(self.failed_workers) >= 2 or len(self.workers) == 1:
+        if len(self.failed_workers) >= 2 or (len(self.workers) == 1 and self.running):
             self.error = f"{reason} (failed on {len(self.failed_workers)} worker(s), last {worker})"
             return self._finish(now)
         return self._fail_worker(worker, reason, now)

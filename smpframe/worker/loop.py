@@ -26,6 +26,8 @@ log = logging.getLogger("smpframe.worker")
 
 #: exit status of a worker whose scheduler fell silent
 EXIT_SCHEDULER_LOST = 3
+#: seconds an evicted worker waits before it rejoins (no hot loop of failing rejoins)
+REJOIN_DELAY = 0.2
 
 
 class Worker:
@@ -52,6 +54,8 @@ class Worker:
     # ---- connection -----------------------------------------------------------------
     def _connect(self) -> None:
         """(Re)connect with a fresh identity: an evicted worker rejoins as a new one."""
+        if self.socket is not None:
+            time.sleep(REJOIN_DELAY)
         self._close()
         base = self.config.name or f"{pysocket.gethostname()}-{os.getpid()}"
         self.identity = f"{base}-{secrets.token_hex(3)}"

@@ -8,37 +8,56 @@ import numpy as np
 import pytest
 from sklearn.cluster import KMeans as SkKMeans
 
-from smpframe import ClusterOptions, SchedulerConfig, run_local
+from smpframe import Fragment, RunConfig, SchedulerContext, WorkerContext, run_local
 from smpframe.apps.kmeans import KMeans, lloyd_partials_array, lloyd_partials_numba
 from smpframe.apps.kmeans_kernels import assign_and_accumulate
 from smpframe.cli import main
 from smpframe.data.dense import make_blobs
 from smpframe.errors import InputError
-from smpframe.program import SchedulerContext, WorkerContext, unpack_arrays
 
 SAFE = dict(time_limit=25.0)  # no test waits forever, whatever happens to the workers
 
 
-def config(**kw) -> SchedulerConfig:
-    return SchedulerConfig(**{**SAFE, **kw})
+def config(**kw) -> RunConfig:
+    return RunConfig(**{"quiet": True, **SAFE, **kw})
+
+
+def scheduler_context(program: KMeans, X, n_fragments: int, seed: int = 0) -> SchedulerContext:
+    """What the scheduler builds before the first round: checked parameters, data, init."""
+    program.check_params()
+    ds = program.load_data(X)
+    ctx = SchedulerContext(dataset=ds, bounds=ds.bounds(n_fragments), rng=np.random.default_rng(seed))
+    program.init(ctx)
+    program.warm_up("scheduler", np)
+    return ctx
 
 
 def run_inprocess(program: KMeans, X, n_fragments: int = 3, seed: int = 0):
     """The SMP round loop without processes or sockets (same calls, same order)."""
-    ds = program.load_data(X)
-    ctx = SchedulerContext(dataset=ds, bounds=ds.bounds(n_fragments), params=program.get_params(),
-                           rng=np.random.default_rng(seed))
-    program.init(ctx)
-    wctx = WorkerContext(params=program.get_params(), meta=ds.meta)
+    ctx = scheduler_context(program, X, n_fragments, seed)
+    ds = ctx.dataset
+    wctx = WorkerContext(meta=ds.meta)
+    program.init_worker(wctx)
+    program.warm_up("worker", wctx.xp)
     for f, (a, b) in enumerate(ctx.bounds):
-        program.load(wctx, f, unpack_arrays(ds.fragment(a, b)), program.snapshot(ctx, f))
+        fragment = Fragment(f, a, b)
+        fragment.state = program.load(wctx, fragment, ds.fragment(a, b), program.snapshot(ctx, f))
+        wctx.fragments[f] = fragment
     for _ in range(10_000):
         if ctx.stop_requested:
             break
         block = program.schedule(ctx)
-        partials = {f: program.push(wctx, f, block) for f in range(len(ctx.bounds))}
-        program.pull(ctx, block, partials)
+        if block is None:
+            break
+        ctx.inflight.append(block)  # dispatched
+        partials = {f: program.push(wctx, fragment, block) for f, fragment in wctx.fragments.items()}
+        ctx.inflight.pop(0)  # committed
+        update = program.pull(ctx, block, partials)
         ctx.round += 1
+        if update:
+            program.sync_worker(wctx, update)
+            for fragment in wctx.fragments.values():
+                program.sync(wctx, fragment, update)
     summary, model = program.result(ctx)
     return summary, model, ctx
 
@@ -137,24 +156,19 @@ def test_converges_when_centres_stop_moving():
 def test_one_round_in_flight_at_a_time(blobs):
     """Lloyd rounds depend on each other: with pipelining the program waits (None)."""
     program = KMeans(k=4, iterations=5)
-    ds = program.load_data(blobs)
-    ctx = SchedulerContext(dataset=ds, bounds=ds.bounds(2), params=program.get_params(),
-                           rng=np.random.default_rng(0))
-    program.init(ctx)
-    assert program.schedule(ctx)["kind"] == "lloyd"
+    ctx = scheduler_context(program, blobs, 2)
+    block = program.schedule(ctx)
+    assert block["kind"] == "lloyd"
+    ctx.inflight.append(block)  # the runtime dispatched it: in flight
     assert program.schedule(ctx) is None
-    ctx.round += 1  # the first round committed
+    ctx.inflight.pop(0)  # the first round committed
+    ctx.round += 1
     assert program.schedule(ctx) is not None
 
 
 def test_kmeans_plusplus_init_is_seeded_and_sampled(blobs):
     def centres(seed, **kw):
-        program = KMeans(k=16, **kw)
-        ds = program.load_data(blobs)
-        ctx = SchedulerContext(dataset=ds, bounds=ds.bounds(2), params=program.get_params(),
-                               rng=np.random.default_rng(seed))
-        program.init(ctx)
-        return ctx.model["centers"]
+        return scheduler_context(KMeans(k=16, **kw), blobs, 2, seed).model["centers"]
 
     a, b, c = centres(7), centres(7), centres(8)
     np.testing.assert_array_equal(a, b)
@@ -171,9 +185,9 @@ def test_bad_parameters_and_init(tmp_path, blobs):
     for kw, message in [(dict(k=0), "--k"), (dict(iterations=0), "--iterations"),
                         (dict(tol=-1.0), "--tol"), (dict(empty="drop"), "empty")]:
         with pytest.raises(InputError, match=message):
-            KMeans(**kw)
+            KMeans(**kw).check_params()
     with pytest.raises(InputError, match="init_centers"):
-        KMeans(k=2, init_centers=[[1.0, 2.0], [3.0]])
+        KMeans(k=2, init_centers=[[1.0, 2.0], [3.0]]).check_params()
     with pytest.raises(InputError, match="more than the 4 rows"):
         KMeans(k=5).load_data(np.zeros((4, 2)))
     with pytest.raises(InputError, match=r"shape \(2, 3\), expected \(16, 3\)"):
@@ -190,8 +204,8 @@ def test_cluster_matches_sklearn_from_npy_file(tmp_path, blobs):
     np.save(tmp_path / "x.npy", blobs)
     np.save(tmp_path / "init.npy", init)
     result = run_local(KMeans(k=16, iterations=300, tol=1e-4, init_path=str(tmp_path / "init.npy")),
-                       data=str(tmp_path / "x.npy"), cluster=ClusterOptions(n_workers=2),
-                       config=config(pipeline_depth=1), progress=None)  # stays exact
+                       data=str(tmp_path / "x.npy"), workers=2,
+                       config=config(pipeline_depth=1))  # stays exact
     sk = sklearn_fit(blobs, init, 300, 1e-4)
     assert result.summary["converged"]
     assert result.summary["iterations"] == sk.n_iter_
@@ -242,8 +256,8 @@ def test_slowed_worker_gets_a_quarter_and_the_result_is_unchanged():
     init = first_rows(X, 48, 2)
     program = dict(k=48, iterations=25, tol=0.0, init_centers=init.tolist())
     # the device name "cpu:1" (still the CPU) tells the slowed worker apart in the events
-    slowed = run_local(KMeans(**program), data=X, progress=None, config=config(), n_fragments=16,
-                       cluster=ClusterOptions(devices=["cpu:0", "cpu:1"], slowdowns=[1.0, 3.0]))
+    slowed = run_local(KMeans(**program), data=X, config=config(), fragments=16,
+                       devices=["cpu:0", "cpu:1"], slowdowns=[1.0, 3.0])
     devices, assigned = _owners(slowed.events)
     assert len(assigned) >= 2, "no rebalance after the speeds were measured"
     owners = assigned[-1]["owners"]
@@ -256,8 +270,7 @@ def test_slowed_worker_gets_a_quarter_and_the_result_is_unchanged():
                for e in assigned]
     assert 0.6 <= share(fast) <= 0.9, history   # ideal: 3/4 (speeds 1 : 1/3)
 
-    plain = run_local(KMeans(**program), data=X, progress=None, config=config(), n_fragments=16,
-                      cluster=ClusterOptions(n_workers=2))
+    plain = run_local(KMeans(**program), data=X, config=config(), fragments=16, workers=2)
     assert slowed.summary["iterations"] == plain.summary["iterations"] == 25
     assert slowed.summary["inertia"] == pytest.approx(plain.summary["inertia"], rel=1e-9)
     np.testing.assert_allclose(slowed.model["centers"], plain.model["centers"], rtol=0, atol=1e-9)

@@ -5,11 +5,11 @@ import numpy as np
 import pytest
 from sklearn.linear_model import Lasso as SkLasso
 
-from smpframe import ClusterOptions, SchedulerConfig, run_local
+from smpframe import RunConfig, run_local
 from smpframe.apps.lasso import Lasso
 from smpframe.data.synthetic import make_regression
 
-TWO = ClusterOptions(n_workers=2)
+TWO = RunConfig(workers=2, quiet=True)
 
 
 def objective(X, y, coef, intercept, lam):
@@ -28,7 +28,7 @@ def test_matches_scikit_learn_objective(problem, intercept):
     X, y = problem
     lam = 0.02
     result = run_local(Lasso(lam=lam, tol=1e-10, intercept=intercept), data=(X, y),
-                       cluster=TWO, progress=None)
+                       config=TWO)
     sk = SkLasso(alpha=lam, fit_intercept=intercept, tol=1e-12, max_iter=100_000).fit(X, y)
     ours = objective(X, y, result.model["coef"], result.model["intercept"][0], lam)
     theirs = objective(X, y, sk.coef_, sk.intercept_, lam)
@@ -46,8 +46,7 @@ def test_dense_input_and_correlated_columns():
     X = np.hstack([base, base[:, :10] + 0.01 * rng.standard_normal((300, 10))])  # near-duplicates
     y = base[:, :5] @ np.array([3.0, -2.0, 1.0, 0.5, -1.0]) + 0.1 * rng.standard_normal(300)
     lam = 0.05
-    result = run_local(Lasso(lam=lam, tol=1e-10, block_size=8), data=(X, y), cluster=TWO,
-                       progress=None)
+    result = run_local(Lasso(lam=lam, tol=1e-10, block_size=8), data=(X, y), config=TWO)
     sk = SkLasso(alpha=lam, tol=1e-12, max_iter=100_000).fit(X, y)
     ours = objective(X, y, result.model["coef"], result.model["intercept"][0], lam)
     theirs = objective(X, y, sk.coef_, sk.intercept_, lam)
@@ -56,8 +55,7 @@ def test_dense_input_and_correlated_columns():
 
 def test_pipelined_rounds_still_converge(problem):
     X, y = problem
-    result = run_local(Lasso(lam=0.02, tol=1e-8), data=(X, y), cluster=TWO,
-                       config=SchedulerConfig(pipeline_depth=1), progress=None)
+    result = run_local(Lasso(lam=0.02, tol=1e-8), data=(X, y), pipeline_depth=1, config=TWO)
     sk = SkLasso(alpha=0.02, tol=1e-12, max_iter=100_000).fit(X, y)
     theirs = objective(X, y, sk.coef_, sk.intercept_, 0.02)
     ours = objective(X, y, result.model["coef"], result.model["intercept"][0], 0.02)
@@ -65,6 +63,5 @@ def test_pipelined_rounds_still_converge(problem):
 
 
 def test_max_rounds_stops_unconverged(problem):
-    result = run_local(Lasso(lam=0.02, tol=1e-12), data=problem, cluster=TWO,
-                       config=SchedulerConfig(max_rounds=3), progress=None)
+    result = run_local(Lasso(lam=0.02, tol=1e-12), data=problem, max_rounds=3, config=TWO)
     assert result.summary["rounds"] == 3 and not result.summary["converged"]

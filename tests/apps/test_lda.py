@@ -11,13 +11,11 @@ import numpy as np
 import pytest
 from scipy.optimize import linear_sum_assignment
 
-from smpframe import ClusterOptions, SchedulerConfig, run_local
+from smpframe import Fragment, LocalCluster, SchedulerContext, WorkerContext, run_local
 from smpframe.apps import lda_kernels as lk
 from smpframe.apps.lda import LDA, balance_word_blocks, expand_tokens
 from smpframe.data.synthetic_corpus import make_corpus
 from smpframe.data.text import Corpus
-from smpframe.launcher import LocalCluster
-from smpframe.program import SchedulerContext, WorkerContext, unpack_arrays
 
 SAFE = dict(time_limit=25.0)  # no run waits forever, whatever happens to the workers
 
@@ -51,39 +49,59 @@ class Driver:
 
     def __init__(self, program: LDA, corpus, n_fragments: int = 3, seed: int = 0) -> None:
         self.program = program
+        program.check_params()
         self.ds = program.load_data(corpus)
         self.ctx = SchedulerContext(dataset=self.ds, bounds=self.ds.bounds(n_fragments),
-                                    params=program.get_params(), rng=np.random.default_rng(seed))
+                                    rng=np.random.default_rng(seed))
         program.init(self.ctx)
-        self.workers = [WorkerContext(params=program.get_params(), meta=self.ds.meta)]
+        program.warm_up("scheduler", np)
+        self.workers = [self._worker()]
         for f in range(self.ctx.n_fragments):
             self._load(self.workers[0], f)
 
+    def _worker(self) -> WorkerContext:
+        wctx = WorkerContext(meta=self.ds.meta)
+        self.program.init_worker(wctx)
+        self.program.warm_up("worker", wctx.xp)
+        return wctx
+
     def _load(self, wctx: WorkerContext, f: int) -> None:
         a, b = self.ctx.bounds[f]
-        self.program.load(wctx, f, unpack_arrays(self.ds.fragment(a, b)),
-                          self.program.snapshot(self.ctx, f))
+        fragment = Fragment(f, a, b)
+        fragment.state = self.program.load(wctx, fragment, self.ds.fragment(a, b),
+                                           self.program.snapshot(self.ctx, f))
+        wctx.fragments[f] = fragment
 
     def holder(self, f: int) -> WorkerContext:
         return next(w for w in self.workers if f in w.fragments)
+
+    def _push(self, f: int, block: dict) -> dict:
+        wctx = self.holder(f)
+        partial = self.program.push(wctx, wctx.fragments[f], block)
+        self.program.check_partial(self.ctx, block, f, partial)  # as the scheduler does
+        return partial
 
     def round(self, redo: bool = False, move: tuple[int, ...] = ()) -> bool:
         block = self.program.schedule(self.ctx)
         if block is None:
             return False
-        partials = {f: self.program.push(self.holder(f), f, block[f]) for f in block}
+        self.ctx.inflight.append(block)  # dispatched
+        partials = {f: self._push(f, block[f]) for f in block}
         if redo:
-            partials = {f: self.program.push(self.holder(f), f, block[f]) for f in block}
+            partials = {f: self._push(f, block[f]) for f in block}
         for f in move:  # accepted partial, then the fragment moves before the commit
             self.holder(f).fragments.pop(f)
-            fresh = WorkerContext(params=self.program.get_params(), meta=self.ds.meta)
+            fresh = self._worker()
             self._load(fresh, f)
             self.workers.append(fresh)
+        self.ctx.inflight.pop(0)  # committed
         update = self.program.pull(self.ctx, block, partials)
         self.ctx.round += 1
-        for wctx in self.workers:
-            for f in list(wctx.fragments):
-                self.program.sync(wctx, f, update)
+        if update:
+            for wctx in self.workers:
+                self.program.sync_worker(wctx, update)
+                for fragment in list(wctx.fragments.values()):
+                    self.program.sync(wctx, fragment, update)
         return True
 
     def run(self, **fault) -> tuple[dict, dict]:
@@ -102,7 +120,7 @@ class Driver:
         np.testing.assert_array_equal(m["nwk"], lk.word_topic_counts(c["words"], m["z"], V, K))
         ndk_total = 0
         for f, (a, b) in enumerate(self.ctx.bounds):
-            st = self.holder(f).fragments[f]
+            st = self.holder(f).fragments[f].state
             lo, hi = c["tok_ptr"][f], c["tok_ptr"][f + 1]
             order = c["gpos"][lo:hi]
             np.testing.assert_array_equal(st["z"], m["z"][order])
@@ -119,8 +137,7 @@ def test_cluster_recovers_known_topics_with_counts_checked_every_round(small):
     corpus, phi, _ = small
     words_before = corpus.words.copy()
     program = LDA(topics=5, alpha=0.1, beta=0.05, iterations=40, ll_every=5, check_counts=True)
-    result = run_local(program, data=corpus, cluster=ClusterOptions(n_workers=2),
-                       config=SchedulerConfig(**SAFE), progress=None, n_fragments=8)
+    result = run_local(program, data=corpus, workers=2, quiet=True, fragments=8, **SAFE)
     s, m = result.summary, result.model
     assert s["iterations"] == 40 and s["converged"]
     assert s["fragments"] == 8 and s["blocks"] == 8 and s["rounds"] == 40 * 8
@@ -150,10 +167,9 @@ def test_worker_killed_mid_run_counts_stay_exact(small):
     the chain is exactly the one an undisturbed run draws."""
     corpus, phi, _ = small
     program = LDA(topics=5, alpha=0.1, beta=0.05, iterations=30, ll_every=10, check_counts=True)
-    cluster = ClusterOptions(n_workers=3, heartbeat_interval=0.25, scheduler_timeout=10.0,
-                             slowdowns=[2.0, 2.0, 2.0])
-    with LocalCluster(program, corpus, n_workers=3, timeout=60.0, cluster=cluster,
-                      config=SchedulerConfig(heartbeat_timeout=1.5, **SAFE), n_fragments=12) as c:
+    with LocalCluster(program, corpus, timeout=60.0, workers=3, heartbeat_interval=0.25,
+                      scheduler_timeout=10.0, slowdowns=[2.0, 2.0, 2.0], heartbeat_timeout=1.5,
+                      fragments=12, **SAFE) as c:
         assert c.wait_for_round(2 * 12 + 5), "run ended early"  # mid-way through iteration 3
         c.procs[1].kill()
         result = c.wait()
@@ -285,9 +301,9 @@ def test_expand_tokens_keeps_documents_and_counts():
 def test_bad_params_and_data_are_input_errors(small):
     from smpframe.errors import InputError
     with pytest.raises(InputError, match="topics"):
-        LDA(topics=0).load_data(small[0])
+        LDA(topics=0).check_params()
     with pytest.raises(InputError, match="alpha"):
-        LDA(alpha=0).load_data(small[0])
+        LDA(alpha=0).check_params()
     with pytest.raises(InputError, match="no tokens"):
         LDA().load_data(Corpus(np.array([0, 0]), np.zeros(0, np.int32), ["a"]))
 

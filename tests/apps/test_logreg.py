@@ -17,12 +17,12 @@ import numpy as np
 import pytest
 from sklearn.linear_model import LogisticRegression
 
-from smpframe import ClusterOptions, InputError, SchedulerConfig, run_local
+from smpframe import InputError, RunConfig, run_local
 from smpframe.apps.logreg import LogReg, check_labels
 from smpframe.data.synthetic import make_classification
 from tests.clitools import one_line_error, run_cli
 
-TWO = ClusterOptions(n_workers=2)
+TWO = RunConfig(workers=2, quiet=True)
 LAM = 0.003
 
 
@@ -51,8 +51,7 @@ def liblinear(X, y, lam, intercept):
 @pytest.mark.parametrize("intercept", [False, True])
 def test_matches_liblinear_objective(problem, intercept):
     X, y = problem
-    result = run_local(LogReg(lam=LAM, tol=1e-10, intercept=intercept), data=(X, y), cluster=TWO,
-                       progress=None)
+    result = run_local(LogReg(lam=LAM, tol=1e-10, intercept=intercept), data=(X, y), config=TWO)
     coef, b0 = liblinear(X, y, LAM, intercept)
     ours = objective(X, y, result.model["coef"], result.model["intercept"][0], LAM)
     theirs = objective(X, y, coef, b0, LAM)
@@ -68,17 +67,16 @@ def test_matches_liblinear_objective(problem, intercept):
 
 def test_zero_one_labels_give_the_same_fit(problem):
     X, y = problem
-    a = run_local(LogReg(lam=LAM, tol=1e-8), data=(X, y), cluster=TWO, progress=None)
-    b = run_local(LogReg(lam=LAM, tol=1e-8), data=(X, (y > 0).astype(float)), cluster=TWO,
-                  progress=None)
+    a = run_local(LogReg(lam=LAM, tol=1e-8), data=(X, y), config=TWO)
+    b = run_local(LogReg(lam=LAM, tol=1e-8), data=(X, (y > 0).astype(float)), config=TWO)
     assert b.summary["objective"] == pytest.approx(a.summary["objective"], rel=1e-9)
     np.testing.assert_allclose(b.model["coef"], a.model["coef"], atol=1e-6)
 
 
 def test_pipelined_rounds_still_converge(problem):
     X, y = problem
-    result = run_local(LogReg(lam=LAM, tol=1e-9, intercept=False), data=(X, y), cluster=TWO,
-                       config=SchedulerConfig(pipeline_depth=1), progress=None)
+    result = run_local(LogReg(lam=LAM, tol=1e-9, intercept=False), data=(X, y), config=TWO,
+                       pipeline_depth=1)
     coef, _ = liblinear(X, y, LAM, False)
     theirs = objective(X, y, coef, 0.0, LAM)
     ours = objective(X, y, result.model["coef"], 0.0, LAM)
@@ -87,8 +85,8 @@ def test_pipelined_rounds_still_converge(problem):
 
 def test_stopped_early_reports_a_checked_point(problem):
     X, y = problem
-    result = run_local(LogReg(lam=LAM, tol=1e-12), data=(X, y), cluster=TWO,
-                       config=SchedulerConfig(max_rounds=6), progress=None)
+    result = run_local(LogReg(lam=LAM, tol=1e-12), data=(X, y), config=TWO,
+                       max_rounds=6)
     assert not result.summary["converged"]
     ours = objective(X, y, result.model["coef"], result.model["intercept"][0], LAM)
     assert result.summary["objective"] == pytest.approx(ours, rel=1e-9)

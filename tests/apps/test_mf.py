@@ -14,12 +14,12 @@ import sys
 import numpy as np
 import pytest
 
-from smpframe import ClusterOptions, run_local
+from smpframe import RunConfig, run_local
 from smpframe.apps.mf import MatrixFactorization, predict
 from smpframe.data.synthetic import make_ratings, split_ratings
 from tests.clitools import one_line_error, run_cli
 
-TWO = ClusterOptions(n_workers=2)
+TWO = RunConfig(workers=2, quiet=True)
 SMALL = {"n_users": 80, "n_items": 300, "n_ratings": 4000, "rank": 4, "seed": 2}
 
 
@@ -40,7 +40,7 @@ def test_objective_never_rises(mode):
     train, test = split_ratings(users, items, values, seed=3)
     lam = 5.0
     result = run_local(MatrixFactorization(rank=4, lam=lam, epochs=6, mode=mode),
-                       data={"train": train, "test": test}, cluster=TWO, progress=None)
+                       data={"train": train, "test": test}, config=TWO)
     summary = result.summary
     history = [h["objective"] for h in summary["history"]]
     assert summary["mode"] == mode and summary["epochs"] == 6 and len(history) == 7
@@ -91,7 +91,7 @@ def test_tiny_problem_matches_dense_reference(mode, biases):
     lam = 0.5
     result = run_local(MatrixFactorization(rank=2, lam=lam, epochs=1000, inner=3, biases=biases,
                                            mode=mode, tol=1e-14),
-                       data=(users, items, R.ravel()), cluster=TWO, progress=None)
+                       data=(users, items, R.ravel()), config=TWO)
     reference = dense_reference(R, lam, 2, biases)
     ours = objective(result.model, users, items, R.ravel(), lam, biases)
     assert result.summary["converged"]
