@@ -68,6 +68,7 @@ class RunConfig:
     dispatch_v: float = option(1.0, "drift-plus-penalty V: balance (0) vs keeping data in place "
                                "(large)", (RUN, SCHEDULER))
     rebalance_threshold: float = 0.15  # predicted round time above the best placement that moves data
+    rebalance_interval: float = 0.2  # seconds between placement checks
     # ---- failure detection -----------------------------------------------------------
     heartbeat_timeout: float = option(10.0, "seconds of silence before a worker is declared dead",
                                       (RUN, SCHEDULER))

@@ -59,8 +59,13 @@ class EncodeError(ProtocolError, TypeError):
     """A value that cannot travel; ``where`` is its place in the body (``partials/3/g``)."""
 
     def __init__(self, where: str, message: str) -> None:
-        self.where = where
+        self.where, self.message = where, message
         super().__init__(f"{where or 'message'}: {message}")
+
+    def within(self, step: str) -> "EncodeError":
+        """The same error one level up: ``step`` is ``"/key"`` or ``"[i]"``."""
+        return EncodeError((step + ("/" if self.where and self.where[0] != "[" else "")
+                            + self.where).lstrip("/"), self.message)
 
 
 @dataclass
@@ -92,48 +97,71 @@ def _array_desc(arr: np.ndarray, where: str, frames: list[Any]) -> list[Any]:
     return [len(frames) - 1, dtype, list(arr.shape)]
 
 
-def _pack_sparse(value: Any, where: str, frames: list[Any]) -> msgpack.ExtType:
+def _pack_sparse(value: Any, frames: list[Any]) -> msgpack.ExtType:
     fmt = value.format if value.format in _SPARSE_PARTS else "csr"
     m = value.asformat(fmt)
-    descs = [_array_desc(getattr(m, part), f"{where}.{part}", frames) for part in _SPARSE_PARTS[fmt]]
+    descs = [_array_desc(getattr(m, part), f".{part}", frames) for part in _SPARSE_PARTS[fmt]]
     is_array = isinstance(value, sp.sparray) if hasattr(sp, "sparray") else False
     head = [fmt, is_array, int(m.shape[0]), int(m.shape[1]), descs]
     return msgpack.ExtType(_EXT_SPARSE, msgpack.packb(head))
 
 
-def _pack(value: Any, where: str, frames: list[Any]) -> Any:
-    """``value`` as msgpack-native data; arrays are appended to ``frames``."""
-    if value is None or isinstance(value, (bool, str, bytes, float)):
+_PLAIN = frozenset({str, float, bool, bytes, type(None)})
+
+
+def _pack(value: Any, frames: list[Any]) -> Any:
+    """``value`` as msgpack-native data; arrays are appended to ``frames``.
+
+    Dispatch is on the exact type first (the common case, kept fast), then on
+    ``isinstance`` for subclasses and the rarer kinds. Errors name their place on the
+    way up (:meth:`EncodeError.within`), so success builds no path strings.
+    """
+    kind = type(value)
+    if kind in _PLAIN:
         return value
-    if isinstance(value, int):
-        if not -(1 << 63) <= value < (1 << 64):
-            raise EncodeError(where, f"integer {value} does not fit in 64 bits")
-        return value
-    if isinstance(value, dict):
+    if kind is dict or isinstance(value, dict):
         out = {}
         for key, item in value.items():
-            if not isinstance(key, str):
-                raise EncodeError(where, f"map key {key!r} is not a string")
-            out[key] = _pack(item, f"{where}/{key}" if where else key, frames)
+            if type(key) is not str:
+                raise EncodeError("", f"map key {key!r} is not a string")
+            try:
+                out[key] = _pack(item, frames)
+            except EncodeError as exc:
+                raise exc.within("/" + key) from None
         return out
-    if isinstance(value, (list, tuple)):
-        return [_pack(item, f"{where}[{i}]", frames) for i, item in enumerate(value)]
-    if isinstance(value, np.ndarray):
-        return msgpack.ExtType(_EXT_ARRAY, msgpack.packb(_array_desc(value, where, frames)))
+    if kind is np.ndarray:
+        return msgpack.ExtType(_EXT_ARRAY, msgpack.packb(_array_desc(value, "", frames)))
+    if kind is int or isinstance(value, int):
+        if not -(1 << 63) <= value < (1 << 64):
+            raise EncodeError("", f"integer {value} does not fit in 64 bits")
+        return int(value)
+    if kind is list or kind is tuple:
+        out_list = []
+        for i, item in enumerate(value):
+            try:
+                out_list.append(_pack(item, frames))
+            except EncodeError as exc:
+                raise exc.within(f"[{i}]") from None
+        return out_list
     if isinstance(value, np.generic):
-        return _pack(value.item(), where, frames)
+        return _pack(value.item(), frames)
+    for plain in (str, float, bytes):  # subclasses (enums...) travel as their base
+        if isinstance(value, plain):
+            return plain(value)
+    if isinstance(value, np.ndarray):
+        return _pack(np.asarray(value), frames)
     if sp.issparse(value):
-        return _pack_sparse(value, where, frames)
+        return _pack_sparse(value, frames)
     if hasattr(value, "__cuda_array_interface__") and hasattr(value, "get"):
-        return _pack(value.get(), where, frames)  # a device array: to the host
-    raise EncodeError(where, f"a {type(value).__name__} cannot be sent (use numbers, strings, "
-                             "lists, dicts, numpy arrays or scipy sparse matrices)")
+        return _pack(value.get(), frames)  # a device array: to the host
+    raise EncodeError("", f"a {type(value).__name__} cannot be sent (use numbers, strings, "
+                          "lists, dicts, numpy arrays or scipy sparse matrices)")
 
 
 def encode_body(body: dict[str, Any]) -> tuple[dict[str, Any], list[Any]]:
     """The body as msgpack-native data and its array frames (raises EncodeError)."""
     frames: list[Any] = []
-    return _pack(body, "", frames), frames
+    return _pack(body, frames), frames
 
 
 def encode(msg: Message) -> list[Any]:
@@ -207,6 +235,18 @@ class _Frames:
         except (ValueError, TypeError, IndexError) as exc:
             raise ProtocolError(f"bad sparse matrix: {exc}") from None
 
+    def ext_hook(self, code: int, data: bytes) -> Any:
+        """msgpack's hook for our extension values: arrays and sparse matrices."""
+        try:
+            desc = msgpack.unpackb(data, raw=False, strict_map_key=True)
+        except Exception as exc:  # msgpack raises several unrelated types
+            raise ProtocolError(f"bad extension value: {exc}") from None
+        if code == _EXT_ARRAY:
+            return self.array(desc)
+        if code == _EXT_SPARSE:
+            return self.sparse(desc)
+        raise ProtocolError(f"unknown extension type {code}")
+
     def check_all_used(self) -> None:
         if not all(self.used):
             raise ProtocolError(f"{self.used.count(False)} frames sent but not declared")
@@ -223,19 +263,12 @@ def decode(frames: list[Any], max_bytes: int = DEFAULT_MAX_BYTES) -> Message:
     head_bytes = head.bytes if hasattr(head, "bytes") else bytes(head)
     if len(head_bytes) > MAX_HEADER_BYTES:
         raise ProtocolError(f"header of {len(head_bytes)} bytes exceeds {MAX_HEADER_BYTES}")
-    arrays = _Frames(list(frames[1:]), max_bytes - len(head_bytes))
-
-    def ext_hook(code: int, data: bytes) -> Any:
-        try:
-            desc = msgpack.unpackb(data, raw=False, strict_map_key=True)
-        except Exception as exc:  # msgpack raises several unrelated types
-            raise ProtocolError(f"bad extension value: {exc}") from None
-        if code == _EXT_ARRAY:
-            return arrays.array(desc)
-        if code == _EXT_SPARSE:
-            return arrays.sparse(desc)
-        raise ProtocolError(f"unknown extension type {code}")
-
+    if len(frames) == 1:  # no arrays (most control messages): no frame bookkeeping
+        ext_hook = _no_frames
+        arrays = None
+    else:
+        arrays = _Frames(list(frames[1:]), max_bytes - len(head_bytes))
+        ext_hook = arrays.ext_hook
     try:
         header = msgpack.unpackb(head_bytes, raw=False, strict_map_key=True, ext_hook=ext_hook)
     except ProtocolError:
@@ -253,5 +286,11 @@ def decode(frames: list[Any], max_bytes: int = DEFAULT_MAX_BYTES) -> Message:
         raise ProtocolError("bad run id or round")
     if not isinstance(body, dict):
         raise ProtocolError("body is not a map")
-    arrays.check_all_used()
+    if arrays is not None:
+        arrays.check_all_used()
     return Message(type=mtype, run=run, round=rnd, body=body)
+
+
+def _no_frames(code: int, data: bytes) -> Any:
+    raise ProtocolError("an array is declared but no frames were sent")
+

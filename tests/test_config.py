@@ -67,5 +67,5 @@ def test_every_option_belongs_to_a_command_and_has_help():
             assert f.metadata["help"], f.name
     options = {f.name for c in (RUN, SCHEDULER, WORKER) for f in cli_fields(c)}
     internal = {f.name for f in dataclasses.fields(RunConfig)} - options
-    assert internal == {"rebalance_threshold", "progress_interval", "max_message_bytes",
-                        "worker_args"}
+    assert internal == {"rebalance_threshold", "rebalance_interval", "progress_interval",
+                        "max_message_bytes", "worker_args"}

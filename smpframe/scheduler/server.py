@@ -24,6 +24,7 @@ from smpframe.registry import program_spec
 from smpframe.scheduler.outputs import (RunResult, as_json, read_checkpoint, restore,
                                        write_checkpoint)
 from smpframe.scheduler.state import SchedulerState
+from smpframe.sockets import NOBLOCK, recv_frames, send_frames
 
 log = logging.getLogger("smpframe.scheduler")
 
@@ -119,8 +120,8 @@ class SchedulerServer:
             while not state.finished:
                 if self.socket.poll(timeout=20):
                     for _ in range(1000):
-                        try:
-                            frames = self.socket.recv_multipart(flags=zmq.NOBLOCK, copy=False)
+                        try:  # identity and header as bytes, arrays zero-copy
+                            frames = recv_frames(self.socket, NOBLOCK, leading=2)
                         except zmq.Again:
                             break
                         self._send(self._handle(state, frames, time.monotonic()))
@@ -158,11 +159,11 @@ class SchedulerServer:
     # ---- internals ------------------------------------------------------------------
     def _handle(self, state: SchedulerState, frames: list[Any], now: float):
         self.wire["messages_in"] += 1
-        self.wire["bytes_in"] += sum(len(f) for f in frames[1:])
+        self.wire["bytes_in"] += sum(map(len, frames)) - len(frames[0])
         if len(frames) < 2:
             self.dropped += 1
             return []
-        ident = frames[0].bytes.decode("utf-8", "replace")
+        ident = frames[0].decode("utf-8", "replace")
         try:
             msg = decode(frames[1:], self.config.max_message_bytes)
         except ProtocolError as exc:
@@ -189,17 +190,20 @@ class SchedulerServer:
         return []
 
     def _send(self, outgoing: list[tuple[str, Message]]) -> None:
+        encoded: dict[int, list[Any]] = {}  # a message sent to several workers: encoded once
         for worker, msg in outgoing:
-            try:
-                frames = encode(msg)
-            except ProtocolError as exc:  # a program's block, update or snapshot
-                self._send(self.state.abort(f"cannot send {msg.type} to workers: {exc}",
-                                            time.monotonic()))
-                return
+            frames = encoded.get(id(msg))
+            if frames is None:
+                try:
+                    frames = encoded[id(msg)] = encode(msg)
+                except ProtocolError as exc:  # a program's block, update or snapshot
+                    self._send(self.state.abort(f"cannot send {msg.type} to workers: {exc}",
+                                                time.monotonic()))
+                    return
             self.wire["messages_out"] += 1
             self.wire["bytes_out"] += sum(len(f) if isinstance(f, bytes) else f.nbytes for f in frames)
             try:
-                self.socket.send_multipart([worker.encode(), *frames], copy=False)
+                send_frames(self.socket, [worker.encode(), *frames])
             except zmq.ZMQError as exc:
                 log.warning("could not send %s to %s: %s", msg.type, worker, exc)
 

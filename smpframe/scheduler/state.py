@@ -98,6 +98,7 @@ class SchedulerState:
         self.evicted: set[str] = set()
         self.owner: dict[int, str] = {}
         self.commits: list[dict[str, Any] | None] = []  # commit seq -> update (None: gc'd)
+        self._gc_done = 0  # commits below this are forgotten
         self.inflight: OrderedDict[int, Round] = OrderedDict()
         self.next_round = ctx.round
         self.running = False
@@ -108,6 +109,8 @@ class SchedulerState:
         self.all_lost_at: float | None = None
         self.failed_workers: set[tuple[str, int]] = set()  # (host, pid) of failed processes
         self.imbalance_streak = 0
+        self._balance_checked_at = -math.inf
+        self._imbalanced = False
         self.peak_mb: dict[str, float] = {}  # peak resident memory each worker reported
         self.throughput = ThroughputTracker()
         self._sizes = [float(ctx.dataset.row_weights()[a:b].sum()) for a, b in ctx.bounds]
@@ -189,6 +192,8 @@ class SchedulerState:
         work = sum(self._sizes[f] for f in accepted)
         if accepted and seconds > 0:
             self.throughput.observe(worker, work, float(seconds))
+        if next(iter(self.inflight.values())).pending:
+            return []  # the oldest round still waits: nothing can commit or be dispatched
         return self._advance(now)
 
     def _check_partial(self, rnd: Round, frag: int, payload: dict[str, Any]) -> str | None:
@@ -302,13 +307,13 @@ class SchedulerState:
         """
         if not self.workers:
             return
-        speeds = self.throughput.speeds(list(self.workers))
-        orphans = any(f not in self.owner for f in range(self.ctx.n_fragments))
+        orphans = len(self.owner) < self.ctx.n_fragments
         idle = not self.inflight and self.ctx.n_fragments >= len(self.workers) and \
             any(not r.fragments for r in self.workers.values())  # e.g. a worker that just joined
-        drifted = not self.inflight and self._drifted(speeds)
+        drifted = not self.inflight and self._drifted(now)
         if not orphans and not idle and not drifted:
             return
+        speeds = self.throughput.speeds(list(self.workers))
         total_speed = max(sum(speeds.values()), 1e-12)
         move_cost = [size / total_speed for size in self._sizes]
         new_owner = assign_fragments(self._sizes, dict(self.owner), speeds,
@@ -330,23 +335,33 @@ class SchedulerState:
             self._event("assigned", now, moved=moved,
                         owners={w: sorted(r.fragments) for w, r in self.workers.items()})
 
-    def _drifted(self, speeds: dict[str, float]) -> bool:
-        """Speeds call for a new placement: every worker measured twice (the first
-        round includes warm-up), and the imbalance seen on two checks in a row."""
+    def _check_balance(self, now: float) -> bool | None:
+        """Is the placement off its best by more than the threshold? None: asked again
+        within ``rebalance_interval`` (speeds are smoothed: a sooner check says nothing
+        new, and it costs a placement per round). Needs every worker measured twice
+        (the first round includes warm-up)."""
+        if now - self._balance_checked_at < self.config.rebalance_interval:
+            return None
+        self._balance_checked_at = now
         measured = all(self.throughput.count(w) >= 2 for w in self.workers)
-        imbalanced = self.config.balance and measured and should_rebalance(
-            self.owner, self._sizes, speeds, self.config.rebalance_threshold)
-        self.imbalance_streak = self.imbalance_streak + 1 if imbalanced else 0
+        self._imbalanced = self.config.balance and measured and should_rebalance(
+            self.owner, self._sizes, self.throughput.speeds(list(self.workers)),
+            self.config.rebalance_threshold)
+        return self._imbalanced
+
+    def _drifted(self, now: float) -> bool:
+        """Speeds call for a new placement: imbalance seen on two checks in a row."""
+        verdict = self._check_balance(now)
+        if verdict is not None:
+            self.imbalance_streak = self.imbalance_streak + 1 if verdict else 0
         return self.imbalance_streak >= 2
 
-    def _wants_rebalance(self) -> bool:
+    def _wants_rebalance(self, now: float) -> bool:
         """With rounds in flight, a due rebalance pauses dispatch (one pipeline bubble)."""
         if not self.config.balance or not self.inflight:
             return False
-        if not all(self.throughput.count(w) >= 2 for w in self.workers):
-            return False
-        speeds = self.throughput.speeds(list(self.workers))
-        return should_rebalance(self.owner, self._sizes, speeds, self.config.rebalance_threshold)
+        self._check_balance(now)
+        return self._imbalanced
 
     # ---- the round engine -----------------------------------------------------------
     def _advance(self, now: float) -> Outgoing:
@@ -378,7 +393,7 @@ class SchedulerState:
         out += self._redispatch(now)
         if not self.inflight:
             self._reassign(now)
-        pause = self.config.pipeline_depth > 0 and self._wants_rebalance()
+        pause = self.config.pipeline_depth > 0 and self._wants_rebalance(now)
         while not pause and len(self.inflight) <= self.config.pipeline_depth \
                 and not self.ctx.stop_requested:
             if self.config.max_rounds is not None and self.next_round >= self.config.max_rounds:
@@ -402,10 +417,11 @@ class SchedulerState:
         self._gc_commits()
 
     def _gc_commits(self) -> None:
+        """Forget updates every live worker has received (from where the last pass stopped)."""
         low = min((r.cursor for r in self.workers.values()), default=len(self.commits))
-        for seq in range(low):
-            if self.commits[seq] is not None:
-                self.commits[seq] = None
+        for seq in range(self._gc_done, low):
+            self.commits[seq] = None
+        self._gc_done = max(self._gc_done, low)
 
     def _dispatch(self, block: Any, now: float) -> Outgoing:
         number = self.next_round
@@ -436,7 +452,19 @@ class SchedulerState:
             if worker is not None:
                 by_worker.setdefault(worker, []).append(frag)
         out: Outgoing = []
+        broadcast = not isinstance(rnd.block, PerFragment) and frags == rnd.fragments
+        shared: dict[int, Message] = {}  # commit cursor -> the one message those workers get
         for worker, wfrags in by_worker.items():
+            record = self.workers[worker]
+            if broadcast and not (record.to_load or record.to_drop):
+                # the same bytes for every such worker: encoded once, sent to each
+                # ("*": push every fragment you hold, which is what it owns here)
+                cursor = record.cursor
+                if cursor not in shared:
+                    shared[cursor] = self._work_message(worker, rnd.number, "*", {"*": rnd.block})
+                record.cursor = len(self.commits)
+                out.append((worker, shared[cursor]))
+                continue
             if isinstance(rnd.block, PerFragment):
                 blocks = {str(f): rnd.block[f] for f in wfrags}
             else:
@@ -452,13 +480,13 @@ class SchedulerState:
                 out.append((worker, self._work_message(worker, -1, [], {})))
         return out
 
-    def _work_message(self, worker: str, number: int, frags: list[int],
+    def _work_message(self, worker: str, number: int, frags: list[int] | str,
                       blocks: dict[str, Any]) -> Message:
         """One WORK message: commits since the worker's cursor, drops, loads, tasks.
 
         Body: ``commits`` (updates in commit order; None for a commit without one),
         ``drop`` (fragment ids), ``load`` (``{id, start, stop, data, model}`` each),
-        ``tasks`` (fragment ids to push) and ``blocks`` (``{"*": block}``, or a block
+        ``tasks`` (fragment ids to push, or ``"*"``: every fragment held) and ``blocks`` (``{"*": block}``, or a block
         per fragment id).
         """
         record = self.workers[worker]
@@ -470,7 +498,6 @@ class SchedulerState:
             record.loading.update(loads)
         body = {"commits": commits, "drop": drops, "tasks": frags, "blocks": blocks,
                 "load": [self._fragment_payload(frag) for frag in loads]}
-        self._gc_commits()
         return self._msg("WORK", round=number, body=body)
 
     def _fragment_payload(self, frag: int) -> dict[str, Any]:

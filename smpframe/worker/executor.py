@@ -44,8 +44,9 @@ def failed(round_: int, error: UserCodeFailed) -> Message:
 
 def _check_work(body: dict[str, Any]) -> None:
     """Raise ProtocolError unless ``body`` has the shape the scheduler sends."""
-    lists = ("commits", "drop", "tasks", "load")
-    if not all(isinstance(body.get(k), list) for k in lists) or not isinstance(body.get("blocks"), dict):
+    lists = ("commits", "drop", "load")
+    if not all(isinstance(body.get(k), list) for k in lists) or not isinstance(body.get("blocks"), dict) \
+            or not (isinstance(body.get("tasks"), list) or body.get("tasks") == "*"):
         raise ProtocolError("malformed WORK message")
     for item in body["load"]:
         if not (isinstance(item, dict) and {"id", "start", "stop", "data", "model"} <= set(item)):
@@ -70,7 +71,7 @@ def execute(program: SMPProgram, wctx: WorkerContext, msg: Message,
             frag.state = call("load", program.load, wctx, frag, item["data"], item["model"],
                               fragment=frag.id)
             wctx.fragments[frag.id] = frag
-        tasks = body["tasks"]
+        tasks = sorted(wctx.fragments) if body["tasks"] == "*" else body["tasks"]
         if not tasks:
             loaded = [int(item["id"]) for item in body["load"]]
             return Message("RESULT", round=-1, body={"loaded": loaded}) if loaded else None
@@ -95,6 +96,13 @@ def execute(program: SMPProgram, wctx: WorkerContext, msg: Message,
                                                     "peak_mb": peak_memory_mb()})
 
 
+_peak = {"mb": 0.0, "at": -1.0}
+
+
 def peak_memory_mb() -> float:
-    """This process's peak resident memory (Linux ru_maxrss is in KiB)."""
-    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0, 1)
+    """This process's peak resident memory (Linux ru_maxrss is in KiB), read at most
+    every half second: a system call per round shows in an empty round's cost."""
+    now = time.monotonic()
+    if now - _peak["at"] >= 0.5:
+        _peak.update(mb=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0, 1), at=now)
+    return _peak["mb"]

@@ -19,6 +19,7 @@ from smpframe.config import RunConfig
 from smpframe.errors import InputError, ProtocolError
 from smpframe.protocol import EncodeError, Message, decode, encode
 from smpframe.registry import resolve_program
+from smpframe.sockets import NOBLOCK, recv_frames, send_frames
 from smpframe.worker.executor import UserCodeFailed, call, execute, failed
 from smpframe.worker.heartbeat import Heartbeat
 
@@ -82,7 +83,7 @@ class Worker:
     def _send(self, msg: Message) -> None:
         msg.run = msg.run or self.run_id
         assert self.socket is not None
-        self.socket.send_multipart(encode(msg), copy=False)
+        send_frames(self.socket, encode(msg))
 
     # ---- main loop ------------------------------------------------------------------
     def run(self) -> int:
@@ -99,9 +100,13 @@ class Worker:
                     log.info("evicted by the scheduler; rejoining as a fresh worker")
                     self._connect()
                     continue
-                if not self.socket.poll(timeout=100):
-                    continue
-                frames = self.socket.recv_multipart(copy=False)
+                try:  # what is already waiting first: a poll per message costs
+                    frames = recv_frames(self.socket, NOBLOCK)
+                except zmq.Again:
+                    if self.socket.poll(timeout=100):
+                        frames = recv_frames(self.socket)
+                    else:
+                        continue
                 try:
                     msg = decode(frames, self.config.max_message_bytes)
                 except ProtocolError as exc:
@@ -175,4 +180,4 @@ class Worker:
         if reply.type == "FAILED":
             log.info("program failed: %s", reply.body["reason"])  # the scheduler reports it
         assert self.socket is not None
-        self.socket.send_multipart(frames, copy=False)
+        send_frames(self.socket, frames)
