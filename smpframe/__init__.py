@@ -7,13 +7,14 @@ from smpframe.api import (Dataset, Fragment, PerFragment, SchedulerContext, SMPP
                           WorkerContext, concat_partials, sum_partials)
 from smpframe.config import RunConfig
 from smpframe.errors import ClusterError, InputError, ProgramError, ProtocolError, SmpframeError
+from smpframe.launch.cluster import Cluster
 from smpframe.launch.local import LocalCluster, run_local
 from smpframe.scheduler.outputs import RunResult
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "ClusterError", "Dataset", "Fragment", "InputError", "LocalCluster", "PerFragment",
+    "Cluster", "ClusterError", "Dataset", "Fragment", "InputError", "LocalCluster", "PerFragment",
     "ProgramError", "ProtocolError", "RunConfig", "RunResult", "SMPProgram", "SchedulerContext",
     "SmpframeError", "WorkerContext", "concat_partials", "run_local", "sum_partials",
 ]

@@ -33,7 +33,8 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 import numpy as np
-import scipy.sparse as sp
+
+from smpframe.arrays import is_sparse
 
 Payload = dict[str, Any]
 
@@ -93,7 +94,7 @@ class Dataset:
             return np.asarray(self.weights, dtype=np.float64)
         w = np.ones(self.n_rows)
         for value in self.rows.values():
-            if sp.issparse(value):
+            if is_sparse(value):
                 w += np.diff(value.tocsr().indptr)
         return w
 

@@ -63,6 +63,15 @@ def array_module(device: str) -> Any:
     return cupy
 
 
+def is_sparse(value: Any) -> bool:
+    """A scipy sparse matrix or array, checked without importing scipy (a tenth of a
+    second of every process's start) unless the value comes from it."""
+    if not type(value).__module__.startswith("scipy.sparse"):
+        return False
+    import scipy.sparse
+    return scipy.sparse.issparse(value)
+
+
 def to_host(value: Any) -> Any:
     """A numpy array (or plain value) for anything a program returns."""
     if hasattr(value, "__cuda_array_interface__") and hasattr(value, "get"):

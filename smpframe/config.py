@@ -99,6 +99,9 @@ class RunConfig:
     device: str = option("cpu", "this worker's device: cpu, gpu, gpu:N or auto", (WORKER,))
     name: str | None = option(None, "stable worker name (default host-pid)", (WORKER,))
     slowdown: float = option(1.0, "straggler switch: make this worker N times slower", (WORKER,))
+    persist: bool = option(False, "serve run after run until the cluster closes (the workers of "
+                           "a warm cluster); without it a worker exits when its run ends",
+                           (WORKER,))
     curve_secret: str | None = option(None, "this side's CURVE secret key file (*.key_secret)",
                                       (SCHEDULER, WORKER))
     curve_allow: str | None = option(None, "folder of allowed workers' public keys", (SCHEDULER,))

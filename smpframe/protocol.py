@@ -27,17 +27,18 @@ from typing import Any
 
 import msgpack
 import numpy as np
-import scipy.sparse as sp
 
+from smpframe.arrays import is_sparse
 from smpframe.errors import ProtocolError
 
 PROTOCOL_VERSION = 2
 
 #: Message types. Worker -> scheduler: HELLO, HEARTBEAT, RESULT, FAILED, BYE.
-#: Scheduler -> worker: WELCOME, WORK, HEARTBEAT, EVICT, STOP.
-MESSAGE_TYPES = frozenset(
-    {"HELLO", "WELCOME", "WORK", "RESULT", "FAILED", "HEARTBEAT", "EVICT", "STOP", "BYE"}
-)
+#: Scheduler -> worker: WELCOME, WORK, HEARTBEAT, EVICT, STOP; from a warm cluster
+#: between runs also WAIT (stay connected, the next run will welcome you) and PREPARE
+#: (the next run's program: build it and load its kernels while the data loads).
+MESSAGE_TYPES = frozenset({"HELLO", "WELCOME", "WORK", "RESULT", "FAILED", "HEARTBEAT", "EVICT",
+                           "STOP", "BYE", "WAIT", "PREPARE"})
 
 #: dtypes allowed on the wire (little-endian, no objects, no pickled records).
 ALLOWED_DTYPES = frozenset(
@@ -98,6 +99,8 @@ def _array_desc(arr: np.ndarray, where: str, frames: list[Any]) -> list[Any]:
 
 
 def _pack_sparse(value: Any, frames: list[Any]) -> msgpack.ExtType:
+    import scipy.sparse as sp
+
     fmt = value.format if value.format in _SPARSE_PARTS else "csr"
     m = value.asformat(fmt)
     descs = [_array_desc(getattr(m, part), f".{part}", frames) for part in _SPARSE_PARTS[fmt]]
@@ -150,7 +153,7 @@ def _pack(value: Any, frames: list[Any]) -> Any:
             return plain(value)
     if isinstance(value, np.ndarray):
         return _pack(np.asarray(value), frames)
-    if sp.issparse(value):
+    if is_sparse(value):
         return _pack_sparse(value, frames)
     if hasattr(value, "__cuda_array_interface__") and hasattr(value, "get"):
         return _pack(value.get(), frames)  # a device array: to the host
@@ -215,6 +218,8 @@ class _Frames:
         if fmt not in _SPARSE_PARTS or not isinstance(descs, list) or len(descs) != 3 \
                 or not all(type(s) is int and 0 <= s < 2**62 for s in (n, m)):
             raise ProtocolError("malformed sparse descriptor")
+        import scipy.sparse as sp  # only messages that hold sparse matrices need it
+
         parts = [self.array(d) for d in descs]
         if any(p.ndim != 1 for p in parts) or parts[1].dtype.kind not in "iu" \
                 or parts[2].dtype.kind not in "iu":

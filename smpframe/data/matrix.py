@@ -12,8 +12,8 @@ from typing import NoReturn
 
 import numpy as np
 import scipy.sparse as sp
-from sklearn.datasets import load_svmlight_file
 
+from smpframe.data.libsvm_fast import read_libsvm_fast
 from smpframe.data.textio import (MAX_INDEX, Table, parse_int, parse_number, quote, read_table,
                                   read_text, too_large)
 from smpframe.errors import InputError
@@ -23,12 +23,19 @@ def load_libsvm(path: str | Path, n_features: int | None = None) -> tuple[sp.csr
     """Load a LIBSVM/SVMlight file as (CSR float64 X, float64 y).
 
     Indices are 1-based unless some index is 0 (then the file is read as 0-based);
-    ``qid:`` fields are ignored.  scikit-learn parses; when it fails (or yields
-    NaN/Inf), the file is re-scanned in Python to report the first bad line.
+    ``qid:`` fields are ignored. Plain files take the vectorised reader; the rest
+    (comments, ``qid:``, anything it will not judge) scikit-learn parses, and when
+    that fails (or yields NaN/Inf) the file is re-scanned in Python to report the
+    first bad line.
     """
     if n_features is not None and not 1 <= n_features <= MAX_INDEX:
         raise InputError(f"n_features must be between 1 and {MAX_INDEX}, got {n_features}")
     data = read_text(path)
+    fast = read_libsvm_fast(data, n_features)
+    if fast is not None:
+        return fast
+    from sklearn.datasets import load_svmlight_file  # half a second of import: only here
+
     try:
         X, y = load_svmlight_file(
             io.BytesIO(data), n_features=n_features, dtype=np.float64, zero_based="auto"

@@ -60,15 +60,18 @@ def worker_command(address: str, config: RunConfig, device: str, slowdown: float
         cmd += ["--heartbeat-interval", str(config.heartbeat_interval)]
     if config.scheduler_timeout is not None:
         cmd += ["--scheduler-timeout", str(config.scheduler_timeout)]
+    if config.persist:
+        cmd.append("--persist")
     return cmd + list(config.worker_args)
 
 
-def start_workers(address: str, devices: list[str], config: RunConfig) -> list[subprocess.Popen]:
+def start_workers(address: str, devices: list[str], config: RunConfig,
+                  slowdowns: list[float] | None = None) -> list[subprocess.Popen]:
     """Spawn the worker processes (one BLAS/numba thread each unless the user set one)."""
     env = dict(os.environ)
     for var in THREAD_VARS:
         env.setdefault(var, "1")
-    slowdowns = list(config.slowdowns or [1.0] * len(devices))
+    slowdowns = list(slowdowns or config.slowdowns or [1.0] * len(devices))
     return [subprocess.Popen(worker_command(address, config, device, slowdown), env=env,
                              stdin=subprocess.DEVNULL,
                              preexec_fn=_die_with_parent if sys.platform == "linux" else None)
@@ -112,21 +115,21 @@ def run_local(program: SMPProgram, data: Any = None, config: RunConfig | None = 
     for built-in data). ``config`` holds the run's options; keyword ``overrides`` change
     single fields (``run_local(Lasso(), data, workers=3, quiet=True)``). With
     ``output``, the result files are written there once the run has finished (nothing
-    is written on failure).
+    is written on failure). Inside ``with Cluster(...)``, the run goes to that warm
+    cluster when it can (no ``config`` given, and no cluster option changed); else a
+    cluster is started for this run alone, its workers booting while the data loads.
     """
+    from smpframe.launch.cluster import Cluster
+
+    cluster = Cluster.current()
+    if cluster is not None and config is None and cluster.accepts(overrides):
+        return cluster.run(program, data, **cluster.run_options(overrides))
     config = resolve_config(config, overrides)
-    devices = local_devices(program, config)
+    local_devices(program, config)
     if config.output:
         check_output_folder(config.output)
-    server = SchedulerServer(program, data, config, local=True)
-    procs = start_workers(server.address, devices, config)
-    try:
-        result = server.run(watch=lambda: all_exited(procs))
-    finally:
-        stop_workers(procs)
-    if config.output:
-        write_outputs(config.output, result)
-    return result
+    with Cluster(config) as one_off:
+        return one_off.run(program, data)
 
 
 class LocalCluster:

@@ -10,7 +10,7 @@ import logging
 import sys
 import time
 import uuid
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import zmq
@@ -40,15 +40,47 @@ def _run_user(method: str, fn: Callable[..., Any], *args: Any) -> Any:
         raise ProgramError(f"{method} raised {type(exc).__name__}: {exc}") from exc
 
 
-class SchedulerServer:
-    """Loads the data, binds the socket and runs the round engine to the end.
+class Endpoint:
+    """The scheduler's listening socket (ROUTER) and its CURVE authenticator.
 
-    ``local`` (a cluster this process launches) binds a free loopback port unless
-    ``config.bind`` names one.
+    A run binds its own; a warm cluster keeps one for run after run. ``local`` (a
+    cluster this process launches) binds a free loopback port unless ``config.bind``
+    names one.
     """
 
+    def __init__(self, config: RunConfig, local: bool = False) -> None:
+        self.context = zmq.Context()
+        self.authenticator = security.start_authenticator(self.context, config)
+        self.socket = self.context.socket(zmq.ROUTER)
+        self.socket.setsockopt(zmq.LINGER, 1000)
+        self.socket.setsockopt(zmq.MAXMSGSIZE, config.max_message_bytes)
+        security.apply_server(self.socket, config)
+        bind = config.scheduler_bind(local)
+        try:
+            if bind.endswith(":0"):
+                port = self.socket.bind_to_random_port(bind[: -len(":0")])
+                self.address = f"{bind[: -len(':0')]}:{port}"
+            else:
+                self.socket.bind(bind)
+                self.address = self.socket.getsockopt_string(zmq.LAST_ENDPOINT)
+        except zmq.ZMQError as exc:
+            self.close()
+            raise InputError(f"--bind {bind}: {exc}") from None
+
+    def close(self) -> None:
+        self.socket.close(linger=500)
+        if self.authenticator is not None:
+            self.authenticator.stop()
+        self.context.term()
+
+
+class SchedulerServer:
+    """Loads the data, binds the socket (unless given an ``endpoint``) and runs the
+    round engine to the end. Program code runs here, in the constructor's thread;
+    :meth:`run` only touches the socket (so a warm cluster's thread can serve it)."""
+
     def __init__(self, program: SMPProgram, source: Any, config: RunConfig,
-                 local: bool = False) -> None:
+                 local: bool = False, endpoint: Endpoint | None = None) -> None:
         self.program, self.config = program, config
         self.spec = program_spec(type(program))
         _run_user("check_params", program.check_params)
@@ -67,23 +99,9 @@ class SchedulerServer:
             log.info("resumed from round %d", self.ctx.round)
         _run_user("warm_up", program.warm_up, "scheduler", np)
         self.run_id = uuid.uuid4().hex[:12]
-        self.context = zmq.Context()
-        self.authenticator = security.start_authenticator(self.context, config)
-        self.socket = self.context.socket(zmq.ROUTER)
-        self.socket.setsockopt(zmq.LINGER, 1000)
-        self.socket.setsockopt(zmq.MAXMSGSIZE, config.max_message_bytes)
-        security.apply_server(self.socket, config)
-        bind = config.scheduler_bind(local)
-        try:
-            if bind.endswith(":0"):
-                port = self.socket.bind_to_random_port(bind[: -len(":0")])
-                self.address = f"{bind[: -len(':0')]}:{port}"
-            else:
-                self.socket.bind(bind)
-                self.address = self.socket.getsockopt_string(zmq.LAST_ENDPOINT)
-        except zmq.ZMQError as exc:
-            self._close()
-            raise InputError(f"--bind {bind}: {exc}") from None
+        self._owns_endpoint = endpoint is None
+        self.endpoint = endpoint or Endpoint(config, local)
+        self.socket, self.address = self.endpoint.socket, self.endpoint.address
         self.metrics: list[dict[str, Any]] = []
         self.dropped = 0
         #: traffic so far (benchmarks read it between rounds)
@@ -96,16 +114,16 @@ class SchedulerServer:
         self._stop_reason = reason
 
     def _close(self) -> None:
-        self.socket.close(linger=500)
-        if self.authenticator is not None:
-            self.authenticator.stop()
-        self.context.term()
+        if self._owns_endpoint:
+            self.endpoint.close()
 
-    def run(self, watch: Callable[[], str | None] | None = None) -> RunResult:
+    def run(self, watch: Callable[[], str | None] | None = None,
+            waiting: Sequence[tuple[str, dict[str, Any]]] = ()) -> RunResult:
         """Serve until the run finishes; raise ClusterError if it cannot.
 
         ``watch`` is polled on every tick; a non-None answer (say, "all worker
-        processes exited") aborts the run with that reason.
+        processes exited") aborts the run with that reason. ``waiting`` are workers
+        (identity, HELLO body) that said hello before the run began (a warm cluster's).
         """
         now = time.monotonic()
         welcome = {"program": self.spec, "params": self.params,
@@ -113,6 +131,8 @@ class SchedulerServer:
                    "scheduler_timeout": self.config.worker_scheduler_timeout()}
         self.state = state = SchedulerState(self.program, self.ctx, self.run_id, self.config, now,
                                             welcome=welcome)
+        for identity, info in waiting:
+            self._send(state.on_hello(identity, info, now))
         next_tick = next_report = now
         rounds_at_report, last_report = self.ctx.round, now
         last_checkpoint = (self.ctx.round, now)

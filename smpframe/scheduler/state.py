@@ -31,9 +31,9 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import numpy as np
-import scipy.sparse as sp
 
 from smpframe.api import PerFragment, SchedulerContext, SMPProgram
+from smpframe.arrays import is_sparse
 from smpframe.config import RunConfig
 from smpframe.errors import ProgramError
 from smpframe.protocol import Message
@@ -557,8 +557,8 @@ def _nonfinite(value: Any, where: str = "") -> str | None:
                 return bad
     elif isinstance(value, float):
         return None if math.isfinite(value) else where
-    elif isinstance(value, np.ndarray) or sp.issparse(value):
-        data = value.data if sp.issparse(value) else value
+    elif isinstance(value, np.ndarray) or is_sparse(value):
+        data = value if isinstance(value, np.ndarray) else value.data
         if data.dtype.kind in "fc" and not np.isfinite(data).all():
             return where
     return None

@@ -29,6 +29,8 @@ log = logging.getLogger("smpframe.worker")
 EXIT_SCHEDULER_LOST = 3
 #: seconds an evicted worker waits before it rejoins (no hot loop of failing rejoins)
 REJOIN_DELAY = 0.2
+#: seconds between a waiting warm-cluster worker's signs of life
+KEEPALIVE_INTERVAL = 1.0
 
 
 class Worker:
@@ -51,12 +53,12 @@ class Worker:
         self.identity = ""
         self.connected_at = 0.0
         self.scheduler_timeout = config.worker_scheduler_timeout()
+        self.prepared: tuple[str, dict, SMPProgram] | None = None  # built ahead (PREPARE)
 
     # ---- connection -----------------------------------------------------------------
-    def _connect(self) -> None:
+    def _connect(self, delay: float = 0.0) -> None:
         """(Re)connect with a fresh identity: an evicted worker rejoins as a new one."""
-        if self.socket is not None:
-            time.sleep(REJOIN_DELAY)
+        time.sleep(delay)
         self._close()
         base = self.config.name or f"{pysocket.gethostname()}-{os.getpid()}"
         self.identity = f"{base}-{secrets.token_hex(3)}"
@@ -65,7 +67,7 @@ class Worker:
         self.socket.setsockopt(zmq.LINGER, 2000)
         security.apply_client(self.socket, self.config)
         self.socket.connect(self.config.connect)
-        self.connected_at = time.monotonic()
+        self.connected_at = self.last_keepalive = time.monotonic()
         self.program, self.wctx, self.run_id = None, None, ""
         self._send(Message("HELLO", body={"device": self.config.device, "pid": os.getpid(),
                                           "host": pysocket.gethostname(),
@@ -98,8 +100,9 @@ class Worker:
                     return EXIT_SCHEDULER_LOST
                 if self.heartbeat is not None and self.heartbeat.evicted.is_set():
                     log.info("evicted by the scheduler; rejoining as a fresh worker")
-                    self._connect()
+                    self._connect(REJOIN_DELAY)
                     continue
+                self._keep_alive()
                 try:  # what is already waiting first: a poll per message costs
                     frames = recv_frames(self.socket, NOBLOCK)
                 except zmq.Again:
@@ -116,10 +119,16 @@ class Worker:
                     continue
                 if msg.type == "STOP":
                     log.info("scheduler says stop: %s", msg.body.get("reason", ""))
-                    return 0
-                if msg.type == "EVICT":
+                    if not self.config.persist or msg.body.get("close"):
+                        return 0
+                    self._connect()  # a warm cluster's worker: ready for the next run
+                elif msg.type == "WAIT":
+                    self.connected_at = time.monotonic()  # the cluster is there, between runs
+                elif msg.type == "EVICT":
                     log.info("evicted: %s; rejoining", msg.body.get("reason", ""))
-                    self._connect()
+                    self._connect(REJOIN_DELAY)
+                elif msg.type == "PREPARE":
+                    self._prepare(msg.body)
                 elif msg.type == "WELCOME":
                     self._welcome(msg)
                 elif msg.type == "WORK":
@@ -128,10 +137,30 @@ class Worker:
             self._close()
             self.context.term()
 
+    def _keep_alive(self) -> None:
+        """A warm cluster's worker between runs says it is still there, every second."""
+        if self.config.persist and self.program is None and \
+                time.monotonic() - self.last_keepalive >= KEEPALIVE_INTERVAL:
+            self.last_keepalive = time.monotonic()
+            self._send(Message("HEARTBEAT"))
+
     def _scheduler_lost(self) -> bool:
         if self.heartbeat is not None:
             return self.heartbeat.lost.is_set()
         return time.monotonic() - self.connected_at > self.scheduler_timeout
+
+    def _prepare(self, body: dict) -> None:
+        """A warm cluster names the next run's program while its scheduler loads the
+        data: build it and load its kernels now (best effort: WELCOME reports failures)."""
+        if self.program is not None:
+            return
+        try:
+            program = resolve_program(str(body["program"]))(**dict(body.get("params", {})))
+            program.warm_up("worker", self.xp)
+        except Exception:  # noqa: BLE001 - the WELCOME that follows names the error
+            self.prepared = None
+            return
+        self.prepared = (body["program"], body.get("params", {}), program)
 
     def _welcome(self, msg: Message) -> None:
         """Build the program, its per-worker state and kernels; start heartbeats."""
@@ -148,12 +177,15 @@ class Worker:
         except (InputError, KeyError) as exc:
             self._send(Message("FAILED", body={"reason": f"cannot build the program: {exc}"}))
             return
+        prepared, self.prepared = self.prepared, None
+        ready = prepared is not None and prepared[:2] == (body["program"], body.get("params", {}))
         try:
             params = dict(body.get("params", {}))
-            program = call("__init__", lambda: cls(**params))
+            program = prepared[2] if ready else call("__init__", lambda: cls(**params))
             wctx = WorkerContext(meta=dict(body.get("meta", {})), xp=self.xp, device=self.config.device)
             call("init_worker", program.init_worker, wctx)
-            call("warm_up", program.warm_up, "worker", self.xp)
+            if not ready:
+                call("warm_up", program.warm_up, "worker", self.xp)
         except UserCodeFailed as exc:
             log.info("program failed: %s", exc.reason)  # the scheduler reports it
             self._send(failed(-1, exc))

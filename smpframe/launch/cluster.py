@@ -1,0 +1,197 @@
+"""A warm cluster: worker processes started once, running program after program.
+
+``with Cluster(workers=4) as cluster:`` starts the workers and one listening socket;
+``cluster.run(program, data)`` runs a program on them, and so does :func:`run_local`
+while the cluster is open (the innermost open cluster is the default, as a dask
+``Client`` is). A second run pays no process start-up, no imports and no kernel
+loading. Between runs a thread of the cluster keeps the socket: it notes the workers
+that wait (they reconnect after each run and say they are alive every second) and
+hands them to the next run. Closing stops every worker; a worker that died between
+runs is replaced first, so every run sees the cluster's full size and the same
+fragments, and gives the result a fresh cluster would.
+"""
+from __future__ import annotations
+
+import concurrent.futures
+import queue
+import threading
+import time
+from typing import Any
+
+from smpframe.api import SMPProgram
+from smpframe.arrays import check_device
+from smpframe.config import RunConfig
+from smpframe.errors import InputError, ProtocolError
+from smpframe.launch.local import (all_exited, local_devices, resolve_config, start_workers,
+                                   stop_workers, write_outputs)
+from smpframe.protocol import Message, decode, encode
+from smpframe.registry import program_spec
+from smpframe.scheduler.outputs import RunResult, check_output_folder
+from smpframe.scheduler.server import Endpoint, SchedulerServer
+from smpframe.scheduler.state import _valid_hello
+from smpframe.sockets import NOBLOCK, recv_frames, send_frames
+
+import zmq
+
+#: options fixed when the cluster starts; a run cannot change them
+CLUSTER_OPTIONS = frozenset({"workers", "devices", "slowdowns", "bind", "curve_secret",
+                             "curve_allow", "curve_server", "worker_args", "heartbeat_interval",
+                             "scheduler_timeout", "max_message_bytes", "log_level"})
+#: a waiting worker not heard from for this long is not handed to a run
+STALE_AFTER = 3.0
+
+_open: list["Cluster"] = []  # innermost last
+
+
+class Cluster:
+    """Worker processes started once that run many programs (see the module docstring).
+
+    ``launcher`` is where the workers run: ``"local"`` (child processes of this one).
+    """
+
+    def __init__(self, config: RunConfig | None = None, launcher: str = "local",
+                 **overrides: Any) -> None:
+        if launcher != "local":
+            raise InputError(f"launcher {launcher!r}: only 'local' is available")
+        self.config = resolve_config(config, overrides)
+        self.devices = list(self.config.devices or ["cpu"] * self.config.workers)
+        for device in self.devices:
+            check_device(device)
+        self.endpoint = Endpoint(self.config, local=True)
+        self._worker_config = self.config.replace(persist=True)
+        self.procs = start_workers(self.endpoint.address, self.devices, self._worker_config)
+        self._waiting: dict[str, tuple[dict[str, Any], float]] = {}
+        self._next: Message | None = None  # the PREPARE of the run being set up
+        self._prepared: set[str] = set()  # waiting workers told of it
+        self._jobs: queue.Queue = queue.Queue()
+        self._closing = threading.Event()
+        self._thread = threading.Thread(target=self._serve, name="smpframe-cluster", daemon=True)
+        self._thread.start()
+
+    # ---- use ----------------------------------------------------------------------------
+    def run(self, program: SMPProgram, data: Any = None, **overrides: Any) -> RunResult:
+        """Run ``program`` on this cluster's workers; ``overrides`` are per-run options."""
+        fixed = sorted(set(overrides) & CLUSTER_OPTIONS)
+        if fixed:
+            raise InputError(f"{', '.join(fixed)}: set when the cluster starts; open another "
+                             "Cluster for other values")
+        if self._closing.is_set():
+            raise InputError("the cluster is closed")
+        config = self.config.replace(**overrides)
+        local_devices(program, config)
+        if config.output:
+            check_output_folder(config.output)
+        # the workers build the program and load its kernels while the data loads here
+        self._next = Message("PREPARE", body={"program": program_spec(type(program)),
+                                              "params": program.get_params()})
+        try:
+            server = SchedulerServer(program, data, config, endpoint=self.endpoint)
+        finally:
+            self._next = None
+        future: concurrent.futures.Future = concurrent.futures.Future()
+        self._jobs.put((server, future))
+        result = future.result()
+        if config.output:
+            write_outputs(config.output, result)
+        return result
+
+    def close(self) -> None:
+        """Stop every worker and the socket (idempotent)."""
+        if self._closing.is_set():
+            return
+        self._closing.set()
+        self._thread.join(30)
+        stop_workers(self.procs)
+        self.endpoint.close()
+
+    def __enter__(self) -> "Cluster":
+        _open.append(self)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self in _open:
+            _open.remove(self)
+        self.close()
+
+    @staticmethod
+    def current() -> "Cluster | None":
+        """The innermost open cluster (``run_local`` runs there), if any."""
+        return _open[-1] if _open else None
+
+    def accepts(self, overrides: dict[str, Any]) -> bool:
+        """Whether a run with these options can use this cluster as it is."""
+        return all(overrides[k] == getattr(self.config, k) for k in set(overrides) & CLUSTER_OPTIONS)
+
+    def run_options(self, overrides: dict[str, Any]) -> dict[str, Any]:
+        """``overrides`` less the cluster options it already has."""
+        return {k: v for k, v in overrides.items() if k not in CLUSTER_OPTIONS}
+
+    # ---- the cluster's thread: the only user of the socket ------------------------------
+    def _serve(self) -> None:
+        while not self._closing.is_set():
+            try:
+                server, future = self._jobs.get_nowait()
+            except queue.Empty:
+                self._wait_between_runs(0.05)
+                continue
+            self._replace_dead_workers()
+            now = time.monotonic()
+            waiting = [(w, info) for w, (info, seen) in self._waiting.items() if now - seen < STALE_AFTER]
+            self._waiting.clear()
+            try:
+                future.set_result(server.run(watch=lambda: all_exited(self.procs), waiting=waiting))
+            except BaseException as exc:  # surfaced in run()
+                future.set_exception(exc)
+        # closing: let the workers of the last run report back, then stop them all
+        deadline = time.monotonic() + STALE_AFTER
+        while len(self._waiting) < sum(p.poll() is None for p in self.procs) \
+                and time.monotonic() < deadline:
+            self._wait_between_runs(0.05)
+        for worker in list(self._waiting):
+            self._reply(worker, Message("STOP", body={"reason": "cluster closed", "close": True}))
+
+    def _wait_between_runs(self, timeout: float) -> None:
+        """Note waiting workers (HELLO, then a HEARTBEAT a second) and answer WAIT."""
+        if not self.endpoint.socket.poll(int(timeout * 1000)):
+            self._tell_next_program()
+            return
+        while True:
+            try:
+                frames = recv_frames(self.endpoint.socket, NOBLOCK, leading=2)
+            except zmq.Again:
+                return
+            try:
+                worker, msg = frames[0].decode("utf-8", "replace"), decode(frames[1:])
+            except (ProtocolError, IndexError):
+                continue
+            if msg.type == "HELLO" and _valid_hello(msg.body):
+                self._waiting[worker] = (dict(msg.body), time.monotonic())
+            elif msg.type == "HEARTBEAT" and worker in self._waiting:
+                self._waiting[worker] = (self._waiting[worker][0], time.monotonic())
+            else:
+                continue  # late messages of the last run
+            self._reply(worker, Message("WAIT"))
+        self._tell_next_program()
+
+    def _tell_next_program(self) -> None:
+        """Send the PREPARE of the run being set up to waiting workers not yet told."""
+        announcement = self._next
+        if announcement is None:
+            self._prepared.clear()
+            return
+        for worker in set(self._waiting) - self._prepared:
+            self._reply(worker, announcement)
+            self._prepared.add(worker)
+
+    def _reply(self, worker: str, msg: Message) -> None:
+        try:
+            send_frames(self.endpoint.socket, [worker.encode(), *encode(msg)])
+        except (zmq.ZMQError, ProtocolError):  # a peer gone, or parameters that cannot travel
+            pass
+
+    def _replace_dead_workers(self) -> None:
+        slowdowns = list(self.config.slowdowns or [1.0] * len(self.devices))
+        for i, proc in enumerate(self.procs):
+            if proc.poll() is not None:
+                self.procs[i] = start_workers(self.endpoint.address, [self.devices[i]],
+                                              self._worker_config, [slowdowns[i]])[0]
