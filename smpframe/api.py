@@ -306,6 +306,21 @@ class SMPProgram:
         """Apply a committed update to one fragment's state (default: nothing to do)."""
 
 
+# ---- helpers for check_partial and pull --------------------------------------------------
+
+def expect_array(partial: Mapping[str, Any], key: str, shape: tuple[int | None, ...],
+                 kinds: str = "f") -> np.ndarray:
+    """``partial[key]``, checked to be an array of ``shape`` (None: any length there)
+    whose dtype kind is one of ``kinds`` ("f" float, "i"/"u" integers); else ValueError."""
+    value = partial.get(key)
+    if not (isinstance(value, np.ndarray) and value.dtype.kind in kinds and value.ndim == len(shape)
+            and all(want is None or got == want for got, want in zip(value.shape, shape))):
+        got = f"{value.dtype} array of shape {value.shape}" if isinstance(value, np.ndarray) \
+            else type(value).__name__
+        raise ValueError(f"{key!r} must be an array of shape {shape} (dtype kind {kinds}), got {got}")
+    return value
+
+
 # ---- aggregation helpers for pull --------------------------------------------------------
 
 def sum_partials(partials: Mapping[int, Payload], key: str) -> Any:

@@ -148,8 +148,13 @@ def env_vars(argv: Sequence[str]) -> set[str]:
 def config_from_args(args: argparse.Namespace) -> RunConfig:
     """The RunConfig of a parsed command line (checked: a bad value raises InputError)."""
     names = {f.name for f in cli_fields(args.command)}
-    return RunConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(RunConfig)
-                        if f.name in names})
+    config = RunConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(RunConfig)
+                          if f.name in names})
+    if args.command in (SCHEDULER, WORKER):
+        config.check_security(args.command)
+    if getattr(args, "data", None) and not os.path.exists(args.data):
+        raise InputError("no such file or folder", path=args.data)
+    return config
 
 
 def cmd_run(args: argparse.Namespace, config: RunConfig) -> int:

@@ -13,6 +13,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from smpframe.arrays import parse_device
+from smpframe.data import budget
 from smpframe.errors import InputError
 from smpframe.protocol import DEFAULT_MAX_BYTES
 
@@ -91,6 +93,8 @@ class RunConfig:
     progress_interval: float = 1.0
     log_level: str = option("WARNING", "log level (DEBUG, INFO, WARNING, ERROR)",
                             (RUN, SCHEDULER, WORKER))
+    max_memory: str | None = option(None, "memory budget for what input files claim, e.g. 8G "
+                                    "(default: half of this machine's memory)", (RUN, SCHEDULER))
     # ---- network and security ----------------------------------------------------------
     bind: str | None = option(None, "address the scheduler listens on (default: "
                               f"tcp://127.0.0.1:{DEFAULT_PORT}; local runs: a free loopback port)",
@@ -128,7 +132,8 @@ class RunConfig:
         need(self.fragments is None or self.fragments >= 1, "fragments", "must be >= 1")
         need(self.seed >= 0, "seed", "must be >= 0")
         need(self.max_rounds is None or self.max_rounds >= 1, "max_rounds", "must be >= 1")
-        need(self.time_limit is None or self.time_limit > 0, "time_limit", "must be > 0")
+        need(self.time_limit is None or 0 < self.time_limit < math.inf, "time_limit",
+             "must be a finite number > 0")
         need(self.pipeline_depth >= 0, "pipeline_depth", "must be >= 0")
         need(self.dispatch_v >= 0 and math.isfinite(self.dispatch_v), "dispatch_v",
              "must be a finite number >= 0")
@@ -145,6 +150,8 @@ class RunConfig:
             need(len(self.slowdowns) == self.n_workers, "slowdowns",
                  f"has {len(self.slowdowns)} values for {self.n_workers} workers")
         need(self.devices is None or len(self.devices) >= 1, "devices", "names no device")
+        for device in [*(self.devices or []), self.device]:
+            parse_device(device)  # the spelling only: whether the GPU is there is checked at start
         self.checkpoint_schedule()
         need(not self.checkpoint_every or self.output is not None, "checkpoint_every",
              "needs --output (the folder checkpoints go to)")
@@ -152,10 +159,28 @@ class RunConfig:
              "needs --curve-secret (without it the scheduler would run in plaintext)")
         need(self.curve_server is None or self.curve_secret is not None, "curve_server",
              "needs --curve-secret")
+        need(str(self.log_level).upper() in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"),
+             "log_level", "expected DEBUG, INFO, WARNING or ERROR")
+        if self.max_memory is not None:
+            try:
+                budget.parse_size(self.max_memory)
+            except ValueError as exc:
+                need(False, "max_memory", str(exc))
         for name in ("bind", "connect"):
             value = getattr(self, name)
             need(value is None or (isinstance(value, str) and "://" in value), name,
                  "expected an address such as tcp://127.0.0.1:5555")
+
+    def check_security(self, side: str) -> None:
+        """CURVE needs both halves of a side's keys, or neither (no silent plaintext)."""
+        other = {SCHEDULER: ("curve_allow", "--curve-allow", "the folder of allowed worker keys"),
+                 WORKER: ("curve_server", "--curve-server", "the scheduler's public key")}[side]
+        if self.curve_secret is not None and getattr(self, other[0]) is None:
+            raise InputError(f"--curve-secret needs {other[1]} ({other[2]})")
+
+    def memory_budget(self) -> int | None:
+        """``--max-memory`` in bytes (None: the readers' default)."""
+        return None if self.max_memory is None else budget.parse_size(self.max_memory)
 
     def checkpoint_schedule(self) -> tuple[str, float] | None:
         """``--checkpoint-every`` as ("rounds", N) or ("seconds", S); None when off."""

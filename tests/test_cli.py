@@ -50,7 +50,32 @@ def test_failed_run_writes_nothing(tmp_path):
     out = tmp_path / "out"
     proc = run_cli("run", "lasso", "--data", str(tmp_path / "missing.svm"), "--output", str(out))
     assert proc.returncode == 2
-    assert not (out / "result.json").exists()
+    assert not out.exists()  # not even an empty folder
+
+
+def test_a_run_the_program_fails_leaves_no_output_folder(tmp_path):
+    out = tmp_path / "deep" / "out"
+    proc = run_cli("run", FAULTY, "--fail-in", "pull", "--output", str(out), "--quiet")
+    assert proc.returncode == 1 and "pull raised" in proc.stderr
+    assert not out.exists() and not out.parent.exists()
+
+
+def test_the_scheduler_writes_events_too(tmp_path):
+    address = f"tcp://127.0.0.1:{free_port()}"
+    out = tmp_path / "out"
+    sched = subprocess.Popen([*SMPFRAME, "scheduler", FAULTY, "--bind", address, "--workers", "1",
+                              "--output", str(out), "--quiet"], stdout=subprocess.DEVNULL,
+                             stderr=subprocess.PIPE, text=True)
+    worker = subprocess.Popen([*SMPFRAME, "worker", "--connect", address])
+    try:
+        assert sched.wait(timeout=TIMEOUT) == 0, sched.stderr.read()
+        assert worker.wait(timeout=30) == 0
+    finally:
+        for proc in (sched, worker):
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(timeout=10)
+    assert (out / "events.jsonl").read_text().count('"joined"') == 1
 
 
 def test_run_writes_result_model_and_metrics(tmp_path):
@@ -167,3 +192,20 @@ def test_a_user_program_gets_options_from_its_signature():
     assert json.loads(proc.stdout)["rounds"] == 3
     help_text = run_cli("run", FAULTY, "--help").stdout
     assert "--fail-in" in help_text and "Rounds to run." in help_text
+
+
+def test_generated_secret_keys_are_private(tmp_path):
+    proc = run_cli("keys", "generate", str(tmp_path / "keys"), "--workers", "1")
+    assert proc.returncode == 0, proc.stderr
+    secrets = sorted((tmp_path / "keys").glob("*.key_secret"))
+    assert len(secrets) == 2 and all(p.stat().st_mode & 0o077 == 0 for p in secrets)
+
+
+@pytest.mark.parametrize("args, named", [
+    (["scheduler", "lasso", "--curve-secret", "s.key_secret"], "--curve-allow"),
+    (["worker", "--curve-secret", "w.key_secret"], "--curve-server"),
+    (["worker", "--curve-server", "s.key"], "--curve-server"),
+])
+def test_half_a_curve_setup_refuses_to_start(args, named):
+    line = one_line_error(run_cli(*args))
+    assert named in line

@@ -52,7 +52,7 @@ from smpframe.apps.kmeans_kernels import (
 )
 from smpframe.errors import InputError
 from smpframe.api import (Dataset, Fragment, Payload, SchedulerContext, SMPProgram, WorkerContext,
-                          concat_partials, sum_partials)
+                          concat_partials, expect_array, sum_partials)
 
 #: score-matrix cells per chunk of the array (cupy/numpy) path: rows x k
 _CHUNK_CELLS_GPU = 1 << 24
@@ -238,8 +238,8 @@ class KMeans(SMPProgram):
             raise InputError(f"--k must be >= 1, got {self.k}")
         if int(self.iterations) < 1:
             raise InputError(f"--iterations must be >= 1, got {self.iterations}")
-        if not float(self.tol) >= 0:
-            raise InputError(f"--tol must be >= 0, got {self.tol}")
+        if not 0 <= float(self.tol) < float("inf"):
+            raise InputError(f"--tol must be a finite number >= 0, got {self.tol}")
         if int(self.init_sample) < 1:
             raise InputError(f"--init-sample must be >= 1, got {self.init_sample}")
         if self.empty not in ("relocate", "keep"):
@@ -313,6 +313,23 @@ class KMeans(SMPProgram):
         if st["phase"] == "relocate":
             return {"kind": "far", "centers": ctx.model["centers"], "m": int(st["n_empty"])}
         return {"kind": "lloyd", "centers": ctx.model["centers"]}
+
+    def check_partial(self, ctx: SchedulerContext, block: Payload, fragment: int,
+                      partial: Payload) -> None:
+        k, d = ctx.model["centers"].shape
+        if block["kind"] == "far":
+            labels = expect_array(partial, "labels", (None,), kinds="iu")
+            expect_array(partial, "dist", labels.shape)
+            if partial["rows"].size != labels.size * d or labels.size > int(block["m"]):
+                raise ValueError("farthest points: rows, labels and dist disagree")
+            if labels.size and (labels.min() < 0 or labels.max() >= k):
+                raise ValueError("a label is out of range")
+            return
+        expect_array(partial, "sums", (k, d))
+        counts = expect_array(partial, "counts", (k,), kinds="iu")
+        start, stop = ctx.bounds[fragment]
+        if counts.min(initial=0) < 0 or int(counts.sum()) != stop - start:
+            raise ValueError(f"counts must be >= 0 and add up to the fragment's {stop - start} rows")
 
     def pull(self, ctx: SchedulerContext, block: Payload, partials: dict[int, Payload]) -> None:
         st, model = ctx.state, ctx.model

@@ -68,25 +68,18 @@ class L1Regression(SMPProgram):
     def check_params(self) -> None:
         check(self.lam is None or (self.lam > 0 and math.isfinite(self.lam)), "--lambda",
               self.lam, "must be a finite number > 0")
-        check(0 < self.lambda_ratio, "lambda_ratio", self.lambda_ratio, "must be > 0")
+        check(0 < self.lambda_ratio < math.inf, "--lambda-ratio", self.lambda_ratio,
+              "must be a finite number > 0")
         check(self.tol >= 0 and math.isfinite(self.tol), "--tol", self.tol, "must be >= 0")
         check(self.block_size is None or self.block_size >= 1, "--block-size", self.block_size,
               "must be >= 1")
         check(0 < self.rho <= 1, "--rho", self.rho, "must be in (0, 1]")
-        check(self.eta >= 0, "--eta", self.eta, "must be >= 0")
+        check(0 <= self.eta < math.inf, "--eta", self.eta, "must be a finite number >= 0")
 
     def load_data(self, source: Any) -> Dataset:
         X, y = load_regression_source(source, self.fmt, self.labels, self.synthetic,
                                       kind=self.synthetic_kind)
         return Dataset(rows={"X": X, "y": y}, meta={"n_features": X.shape[1], "n_rows": X.shape[0]})
-
-
-def check_vector(partial: dict[str, Any], key: str, size: int) -> None:
-    """Raise ValueError unless ``partial[key]`` is a float vector of ``size`` entries."""
-    value = partial.get(key)
-    if not (isinstance(value, np.ndarray) and value.dtype.kind == "f" and value.shape == (size,)):
-        shape = getattr(value, "shape", type(value).__name__)
-        raise ValueError(f"{key!r} must be a float vector of {size} entries, got {shape}")
 
 
 def check(ok: bool, option: str, value: Any, why: str) -> None:

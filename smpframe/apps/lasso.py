@@ -29,8 +29,9 @@ from numba import njit
 from smpframe.apps.sparse_ops import (all_cols_dot, cols_axpy, cols_dot, csc_parts,
                                       warm_up as warm_up_kernels)
 from smpframe.errors import InputError
-from smpframe.apps.l1 import L1Regression, check_vector
-from smpframe.api import Fragment, Payload, SchedulerContext, WorkerContext, sum_partials
+from smpframe.apps.l1 import L1Regression
+from smpframe.api import (Fragment, Payload, SchedulerContext, WorkerContext, expect_array,
+                          sum_partials)
 from smpframe.scheduling.blocks import dependency_filter, priority_sample
 
 
@@ -146,7 +147,7 @@ class Lasso(L1Regression):
                       partial: Payload) -> None:
         full = block["kind"] == "full"
         size = ctx.model["coef"].size if full else len(block["idx"])
-        check_vector(partial, "g" if full else "c", size)
+        expect_array(partial, "g" if full else "c", (size,))
 
     def pull(self, ctx: SchedulerContext, block: Payload, partials: dict[int, Payload]) -> Payload | None:
         if block["kind"] == "full":

@@ -336,12 +336,15 @@ class LDA(SMPProgram):
     def check_params(self) -> None:
         if not int(self.topics) >= 1:
             raise InputError(f"--topics must be >= 1, got {self.topics}")
-        if not (float(self.alpha) > 0 and float(self.beta) > 0):
-            raise InputError(f"--alpha and --beta must be > 0, got {self.alpha} and {self.beta}")
+        if not (0 < float(self.alpha) < float("inf") and 0 < float(self.beta) < float("inf")):
+            raise InputError(f"--alpha and --beta must be finite numbers > 0, got {self.alpha} "
+                             f"and {self.beta}")
         if int(self.iterations) < 0:
             raise InputError(f"--iterations must be >= 0, got {self.iterations}")
         if int(self.ll_every) < 1:
             raise InputError(f"--ll-every must be >= 1, got {self.ll_every}")
+        if int(self.top_words) < 0:
+            raise InputError(f"--top-words must be >= 0, got {self.top_words}")
         if self.blocks is not None and int(self.blocks) < 1:
             raise InputError(f"--blocks must be >= 1, got {self.blocks}")
 

@@ -18,11 +18,11 @@ import numpy as np
 from scipy.special import entr
 
 from smpframe.apps import logreg_kernels as K
-from smpframe.apps.l1 import L1Regression, check_vector
+from smpframe.apps.l1 import L1Regression
 from smpframe.apps.sparse_ops import cols_dot_weighted, csc_parts
 from smpframe.errors import InputError
 from smpframe.api import (Dataset, Fragment, Payload, SchedulerContext, WorkerContext,
-                          concat_partials, sum_partials)
+                          concat_partials, expect_array, sum_partials)
 from smpframe.scheduling.blocks import priority_sample
 
 #: Armijo constant: a step must achieve this fraction of the decrease its model predicts
@@ -169,8 +169,8 @@ class LogReg(L1Regression):
         full = block["kind"] == "full"
         size = ctx.model["coef"].size if full else len(block["idx"])
         for key in ("g", "h", "gp") if full else ("g", "h"):
-            check_vector(partial, key, size)
-        check_vector(partial, "a" if full else "w", stop - start)
+            expect_array(partial, key, (size,))
+        expect_array(partial, "a" if full else "w", (stop - start,))
 
     def pull(self, ctx: SchedulerContext, block: Payload, partials: dict[int, Payload]) -> Payload | None:
         st, model = ctx.state, ctx.model

@@ -19,7 +19,7 @@ import scipy.sparse as sp
 from smpframe.apps import mf_kernels as K
 from smpframe.errors import InputError
 from smpframe.api import (Dataset, Fragment, Payload, SchedulerContext, SMPProgram, WorkerContext,
-                          concat_partials, sum_partials)
+                          concat_partials, expect_array, sum_partials)
 
 
 class MatrixFactorization(SMPProgram):
@@ -123,8 +123,12 @@ class MatrixFactorization(SMPProgram):
     def check_params(self) -> None:
         if int(self.rank) < 1:
             raise InputError(f"--rank must be >= 1, got {self.rank}")
-        if not float(self.lam) >= 0:
-            raise InputError(f"--lambda must be >= 0, got {self.lam}")
+        if not 0 <= float(self.lam) < float("inf"):
+            raise InputError(f"--lambda must be a finite number >= 0, got {self.lam}")
+        if not 0 <= float(self.tol) < float("inf"):
+            raise InputError(f"--tol must be a finite number >= 0, got {self.tol}")
+        if not 0 <= float(self.init_scale) < float("inf"):
+            raise InputError(f"--init-scale must be a finite number >= 0, got {self.init_scale}")
         if int(self.epochs) < 0 or int(self.inner) < 1:
             raise InputError("--epochs must be >= 0 and --inner >= 1")
         if self.mode not in ("auto", "epoch", "factor"):
@@ -208,6 +212,19 @@ class MatrixFactorization(SMPProgram):
                 return {"kind": "bias", "col": 0}
             return {"kind": "factor", "col": 1 + (step - 1) // int(self.inner)}
         return {"kind": "factor", "col": step // int(self.inner)}
+
+    def check_partial(self, ctx: SchedulerContext, block: Payload, fragment: int,
+                      partial: Payload) -> None:
+        start, stop = ctx.bounds[fragment]
+        rows, others = stop - start, len(ctx.cache["b_of"][fragment])
+        if block["kind"] == "epoch":
+            dim = self._dim
+            expect_array(partial, "a", (rows, dim))
+            expect_array(partial, "c", (others, dim))
+            expect_array(partial, "g", (others, dim * (dim + 1) // 2))
+            return
+        for key, size in (("num_a", rows), ("den_a", rows), ("num_b", others), ("den_b", others)):
+            expect_array(partial, key, (size,))
 
     def pull(self, ctx: SchedulerContext, block: Payload, partials: dict[int, Payload]) -> Payload | None:
         st = ctx.state

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from smpframe.data import budget
 from smpframe.errors import InputError
 
 FORMATS = ("npy", "csv", "libsvm")
@@ -74,7 +75,30 @@ def check_dense(X: np.ndarray, path: str | Path | None = None) -> np.ndarray:
     return X
 
 
+def _check_npy_claim(path: str | Path) -> None:
+    """Compare the shape an .npy header claims with the file's size and the budget."""
+    try:
+        with open(path, "rb") as fh:
+            version = np.lib.format.read_magic(fh)
+            read_header = {(1, 0): np.lib.format.read_array_header_1_0,
+                           (2, 0): np.lib.format.read_array_header_2_0}.get(version)
+            if read_header is None:
+                return
+            shape, _, dtype = read_header(fh)
+            header_end = fh.tell()
+        size = Path(path).stat().st_size
+    except (OSError, ValueError, SyntaxError, TypeError):
+        return  # not a plain .npy (np.load says what is wrong with it)
+    nbytes = int(np.prod(shape, dtype=object)) * dtype.itemsize
+    if nbytes > size - header_end:
+        raise InputError(f"its header claims a {' x '.join(map(str, shape))} {dtype} array "
+                         f"({budget.human(nbytes)}) but the file holds {budget.human(size - header_end)}",
+                         str(path))
+    budget.check(nbytes, f"a {' x '.join(map(str, shape))} array", path)
+
+
 def _load_npy(path: str | Path) -> np.ndarray:
+    _check_npy_claim(path)
     try:
         X = np.load(path, allow_pickle=False)
     except FileNotFoundError:

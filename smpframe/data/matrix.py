@@ -13,6 +13,7 @@ from typing import NoReturn
 import numpy as np
 import scipy.sparse as sp
 
+from smpframe.data import budget
 from smpframe.data.libsvm_fast import read_libsvm_fast
 from smpframe.data.textio import (MAX_INDEX, Table, parse_int, parse_number, quote, read_table,
                                   read_text, too_large)
@@ -33,6 +34,8 @@ def load_libsvm(path: str | Path, n_features: int | None = None) -> tuple[sp.csr
     data = read_text(path)
     fast = read_libsvm_fast(data, n_features)
     if fast is not None:
+        budget.check(fast[0].shape[1] * budget.BYTES_PER_FEATURE,
+                     f"{fast[0].shape[1]} features (the largest index)", path)
         return fast
     from sklearn.datasets import load_svmlight_file  # half a second of import: only here
 
@@ -44,6 +47,8 @@ def load_libsvm(path: str | Path, n_features: int | None = None) -> tuple[sp.csr
         _raise_libsvm_error(data, path, n_features, str(exc))
     if X.shape[0] == 0:
         raise InputError("file is empty" if not data.strip() else "no samples in file", path)
+    budget.check(X.shape[1] * budget.BYTES_PER_FEATURE, f"{X.shape[1]} features (the largest index)",
+                 path)
     if not (np.isfinite(X.data).all() and np.isfinite(y).all()):
         _raise_libsvm_error(data, path, n_features, "non-finite value")
     return X, y

@@ -14,6 +14,7 @@ import numpy as np
 from smpframe.data.textio import (
     MAX_INDEX, Table, count_per_line, parse_int_fields, quote, read_bytes, read_table, read_text, split_tokens,
 )
+from smpframe.data import budget
 from smpframe.errors import InputError
 
 # A small English stop-word list (function words, pronouns, auxiliaries, contractions).
@@ -66,6 +67,7 @@ def _bag_to_corpus(
         raise InputError("corpus has no tokens", path)
     if total > MAX_INDEX:
         raise InputError(f"corpus has {total} tokens, more than {MAX_INDEX}", path)
+    budget.check(total * budget.BYTES_PER_TOKEN, f"the counts' {total} tokens", path)
     order = np.argsort(docs, kind="stable")
     lengths = np.bincount(docs, weights=counts, minlength=n_docs).astype(np.int64)
     doc_ptr = np.concatenate([[0], np.cumsum(lengths)])
@@ -107,6 +109,8 @@ def load_uci_bow(docword_path: str | Path, vocab_path: str | Path | None = None)
     path = Path(docword_path)
     data = read_text(path)
     (n_docs, n_words, nnz), body = _uci_header(data, path)
+    budget.check((n_docs + n_words) * 64, f"the header's D={n_docs} documents and W={n_words} words",
+                 path)
     table = read_table(body, path, None, (3,), first_line=4)
     docs = _one_based(table, 0, "document id", n_docs)
     words = _one_based(table, 1, "word id", n_words)

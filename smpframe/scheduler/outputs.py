@@ -66,16 +66,18 @@ def write_result(folder: str | Path, result: RunResult) -> None:
 
 
 def check_output_folder(folder: str | Path) -> None:
-    """Fail early (before any work) when the output folder cannot be written."""
+    """Fail early (before any work) when the output folder cannot be written.
+
+    Creates nothing: a failed run leaves no empty folder behind.
+    """
     out = Path(folder)
     if out.exists() and not out.is_dir():
         raise InputError("--output exists and is not a folder", path=str(out))
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        probe = tempfile.NamedTemporaryFile(dir=out, prefix=".probe", delete=True)
-        probe.close()
-    except OSError as exc:
-        raise InputError(f"--output is not writable: {exc.strerror}", path=str(out)) from None
+    probe = out.absolute()
+    while not probe.exists():
+        probe = probe.parent
+    if not probe.is_dir() or not os.access(probe, os.W_OK | os.X_OK):
+        raise InputError(f"--output is not writable ({probe} does not admit new files)", path=str(out))
 
 
 # ---- checkpoints --------------------------------------------------------------------
@@ -119,14 +121,40 @@ def read_checkpoint(folder: str | Path) -> tuple[dict[str, Any], dict[str, np.nd
     return state, model
 
 
-def restore(ctx: SchedulerContext, state: dict[str, Any], model: dict[str, np.ndarray]) -> None:
-    """Put a checkpoint back into a freshly initialised context."""
+def restore(ctx: SchedulerContext, state: dict[str, Any], model: dict[str, np.ndarray],
+            path: str | Path) -> None:
+    """Put a checkpoint back into a freshly initialised context, once it is checked:
+    the fields' types, a round >= 0, model arrays of the rank and kind the program
+    made (their lengths may change as a run goes), nothing non-finite. A bad checkpoint
+    is an InputError naming it."""
+    def bad(why: str) -> InputError:
+        return InputError(f"checkpoint is unusable: {why}", path=str(path))
+
+    if not (isinstance(state, dict) and isinstance(state.get("state"), dict)
+            and isinstance(state.get("rng"), dict) and isinstance(state.get("metrics", {}), dict)):
+        raise bad("state.json lacks its state, rng or metrics maps")
+    rnd, elapsed = state.get("round"), state.get("elapsed", 0.0)
+    if type(rnd) is not int or rnd < 0:
+        raise bad(f"round {rnd!r} is not a count of rounds")
+    if type(elapsed) not in (int, float) or not np.isfinite(elapsed) or elapsed < 0:
+        raise bad(f"elapsed {elapsed!r} is not a duration")
+    for key, value in model.items():
+        made = ctx.model.get(key)
+        if made is not None and (np.ndim(value) != np.ndim(made)
+                                 or np.asarray(value).dtype.kind != np.asarray(made).dtype.kind):
+            raise bad(f"model array {key!r} is {np.asarray(value).dtype} {np.shape(value)}, "
+                      f"the program makes {np.asarray(made).dtype} {np.shape(made)}")
+        if np.asarray(value).dtype.kind in "fc" and not np.isfinite(value).all():
+            raise bad(f"model array {key!r} holds NaN or Inf")
+    try:
+        ctx.rng.bit_generator.state = state["rng"]
+    except (TypeError, ValueError, KeyError) as exc:
+        raise bad(f"random generator state: {exc}") from None
     ctx.model.update(model)
     ctx.state.update(state["state"])
-    ctx.round = int(state["round"])
+    ctx.round = rnd
     ctx.metrics.update(state.get("metrics", {}))
-    ctx.rng.bit_generator.state = state["rng"]
-    ctx.prior_elapsed = float(state.get("elapsed", 0.0))
+    ctx.prior_elapsed = float(elapsed)
 
 
 def as_json(value: Any) -> Any:

@@ -17,7 +17,8 @@ import zmq
 
 from smpframe import security
 from smpframe.api import SchedulerContext, SMPProgram
-from smpframe.config import RunConfig
+from smpframe.config import SCHEDULER, RunConfig
+from smpframe.data import budget
 from smpframe.errors import ClusterError, InputError, ProgramError, ProtocolError
 from smpframe.protocol import Message, decode, encode
 from smpframe.registry import program_spec
@@ -49,6 +50,7 @@ class Endpoint:
     """
 
     def __init__(self, config: RunConfig, local: bool = False) -> None:
+        config.check_security(SCHEDULER)
         self.context = zmq.Context()
         self.authenticator = security.start_authenticator(self.context, config)
         self.socket = self.context.socket(zmq.ROUTER)
@@ -83,6 +85,7 @@ class SchedulerServer:
                  local: bool = False, endpoint: Endpoint | None = None) -> None:
         self.program, self.config = program, config
         self.spec = program_spec(type(program))
+        budget.set_limit(config.memory_budget())
         _run_user("check_params", program.check_params)
         dataset = _run_user("load_data", program.load_data, source)
         n_fragments = config.fragments or max(1, program.fragments_per_worker * config.n_workers)
@@ -92,10 +95,12 @@ class SchedulerServer:
         _run_user("init", program.init, self.ctx)
         if config.resume:
             state, model = read_checkpoint(config.resume)
-            if state["program"] != self.spec or state["params"] != as_json(self.params):
-                raise InputError(f"checkpoint is for {state['program']} with other parameters; "
-                                 "resume with the same app and options", path=config.resume)
-            restore(self.ctx, state, model)
+            if not isinstance(state, dict) or state.get("program") != self.spec \
+                    or state.get("params") != as_json(self.params):
+                raise InputError(f"checkpoint is for {state.get('program') if isinstance(state, dict) else '?'} "
+                                 "with other parameters; resume with the same app and options",
+                                 path=config.resume)
+            restore(self.ctx, state, model, config.resume)
             log.info("resumed from round %d", self.ctx.round)
         _run_user("warm_up", program.warm_up, "scheduler", np)
         self.run_id = uuid.uuid4().hex[:12]

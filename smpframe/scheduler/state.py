@@ -197,10 +197,19 @@ class SchedulerState:
         return self._advance(now)
 
     def _check_partial(self, rnd: Round, frag: int, payload: dict[str, Any]) -> str | None:
-        """Why a partial cannot be committed (NaN/Inf, or the program's check), or None."""
+        """Why a partial cannot be committed, or None: NaN/Inf; keys or kinds of value
+        other than the round's first accepted partial's; the program's own check."""
         bad = _nonfinite(payload)
         if bad:
             return f"non-finite value in {bad!r}"
+        if rnd.partials:
+            first = next(iter(rnd.partials.values()))
+            if payload.keys() != first.keys():
+                return (f"keys {sorted(payload)} differ from the round's other partials' "
+                        f"{sorted(first)}")
+            for key, value in payload.items():
+                if _kind(value) != _kind(first[key]):
+                    return f"{key!r} is {_kind(value)}, not {_kind(first[key])} as in the round's other partials"
         block = rnd.block[frag] if isinstance(rnd.block, PerFragment) else rnd.block
         try:
             self.program.check_partial(self.ctx, block, frag, payload)
@@ -541,6 +550,17 @@ def _valid_hello(info: Any) -> bool:
 def _is_duration(value: Any) -> bool:
     """A finite, non-negative number of seconds (or megabytes)."""
     return type(value) in (int, float) and math.isfinite(value) and value >= 0
+
+
+def _kind(value: Any) -> tuple:
+    """What must agree between one round's partials: arrays by dtype and rank, else type."""
+    if isinstance(value, np.ndarray):
+        return ("array", value.dtype.str, value.ndim)
+    if is_sparse(value):
+        return ("sparse", value.dtype.str)
+    if isinstance(value, (bool, int, float)):
+        return ("number",)
+    return (type(value).__name__,)
 
 
 def _nonfinite(value: Any, where: str = "") -> str | None:

@@ -15,7 +15,7 @@ import zmq
 from smpframe import security
 from smpframe.api import SMPProgram, WorkerContext
 from smpframe.arrays import array_module
-from smpframe.config import RunConfig
+from smpframe.config import WORKER, RunConfig
 from smpframe.errors import InputError, ProtocolError
 from smpframe.protocol import EncodeError, Message, decode, encode
 from smpframe.registry import resolve_program
@@ -42,6 +42,7 @@ class Worker:
     """
 
     def __init__(self, config: RunConfig) -> None:
+        config.check_security(WORKER)
         self.config = config
         self.context = zmq.Context()
         self.xp = array_module(config.device)
