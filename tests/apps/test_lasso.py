@@ -65,3 +65,22 @@ def test_pipelined_rounds_still_converge(problem):
 def test_max_rounds_stops_unconverged(problem):
     result = run_local(Lasso(lam=0.02, tol=1e-12), data=problem, max_rounds=3, config=TWO)
     assert result.summary["rounds"] == 3 and not result.summary["converged"]
+
+
+@pytest.mark.parametrize("partial", [
+    {"sr": 0.0},                                         # the key the block asks for is missing
+    {"c": np.zeros(3), "sr": 0.0},                       # wrong length
+    {"c": np.zeros(4, np.int8), "sr": 0.0},              # int8 is not a gradient
+    {"c": np.float64(1.0), "sr": 0.0},                   # 0-d
+])
+def test_check_partial_refuses_malformed_partials(partial):
+    from smpframe.api import SchedulerContext
+
+    program = Lasso(lam=0.1)
+    ds = program.load_data(None)
+    ctx = SchedulerContext(dataset=ds, bounds=ds.bounds(2), rng=np.random.default_rng(0))
+    program.init(ctx)
+    block = {"kind": "block", "idx": np.arange(4)}
+    program.check_partial(ctx, block, 0, {"c": np.zeros(4), "sr": 0.0})  # a good one passes
+    with pytest.raises(ValueError, match="'c' must be an array of shape"):
+        program.check_partial(ctx, block, 0, partial)
