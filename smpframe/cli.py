@@ -158,10 +158,13 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
 
 
 def cmd_run(args: argparse.Namespace, config: RunConfig) -> int:
+    from smpframe.launch import launchers
     from smpframe.launch.local import run_local
 
     program = program_from_args(args.app_cls, args)
     program.check_params()
+    if config.launcher == launchers.ENV and launchers.rank_and_size()[0] != 0:
+        return launchers.serve_env_worker(config)  # rank 0 schedules; this rank works
     result = run_local(program, data=args.data, config=config)
     _print_summary(result.summary)
     return 0
@@ -177,7 +180,7 @@ def cmd_scheduler(args: argparse.Namespace, config: RunConfig) -> int:
     if config.output:
         check_output_folder(config.output)
     server = SchedulerServer(program, args.data, config)
-    print(f"scheduler listening on {server.address}; waiting for {config.workers} worker(s)",
+    print(f"scheduler listening on {server.address}; waiting for {config.n_workers} worker(s)",
           file=sys.stderr, flush=True)
     result = server.run()
     if config.output:

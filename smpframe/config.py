@@ -51,8 +51,12 @@ class RunConfig:
     """Everything about how a program runs (not what it computes: that is its parameters)."""
 
     # ---- the cluster -------------------------------------------------------------------
-    workers: int = option(2, "workers to start (run) or to wait for before starting (scheduler)",
-                          (RUN, SCHEDULER))
+    workers: int | None = option(None, "workers to start (run) or to wait for (scheduler); "
+                                 "default 2, under --launcher slurm the allocation's tasks, "
+                                 "under --launcher env the ranks less one", (RUN, SCHEDULER))
+    launcher: str = option("local", "where the workers run: local (child processes), slurm (one "
+                           "srun step in this allocation), env (every rank of srun, mpirun or an "
+                           "Indexed Job runs this command; rank 0 schedules)", (RUN,))
     devices: list[str] | None = option(None, "one device per local worker, e.g. cpu,gpu:0 "
                                        "(overrides --workers)", (RUN,), parse=_csv)
     slowdowns: list[float] | None = option(None, "per-worker slow-down factors, e.g. 1,3 "
@@ -106,6 +110,15 @@ class RunConfig:
     persist: bool = option(False, "serve run after run until the cluster closes (the workers of "
                            "a warm cluster); without it a worker exits when its run ends",
                            (WORKER,))
+    port: int | None = option(None, "the scheduler's port with --launcher slurm|env (default: "
+                              "a free one; env: derived from the job id)", (RUN,))
+    scheduler_host: str | None = option(None, "--launcher env: the scheduler's host (default: "
+                                        "the first host of SLURM_JOB_NODELIST, or MASTER_ADDR)",
+                                        (RUN,))
+    key_dir: str | None = option(None, "--launcher env: where rank 0 writes the run's keys for the "
+                                 "others (default: ~/.smpframe/keys/job-ID)", (RUN,))
+    insecure: bool = option(False, "--launcher slurm|env without CURVE: any process that reaches "
+                            "the port can join the run", (RUN,))
     curve_secret: str | None = option(None, "this side's CURVE secret key file (*.key_secret)",
                                       (SCHEDULER, WORKER))
     curve_allow: str | None = option(None, "folder of allowed workers' public keys", (SCHEDULER,))
@@ -128,7 +141,9 @@ class RunConfig:
                 value = getattr(self, name)
                 raise InputError(f"--{name.replace('_', '-')} {value}: {why}")
 
-        need(self.workers >= 1, "workers", "must be >= 1")
+        need(self.workers is None or self.workers >= 1, "workers", "must be >= 1")
+        need(self.launcher in ("local", "slurm", "env"), "launcher", "expected local, slurm or env")
+        need(self.port is None or 1 <= self.port <= 65535, "port", "must be in 1..65535")
         need(self.fragments is None or self.fragments >= 1, "fragments", "must be >= 1")
         need(self.seed >= 0, "seed", "must be >= 0")
         need(self.max_rounds is None or self.max_rounds >= 1, "max_rounds", "must be >= 1")
@@ -202,7 +217,12 @@ class RunConfig:
     @property
     def n_workers(self) -> int:
         """Workers in the run: one per listed device, else ``workers``."""
-        return len(self.devices) if self.devices else self.workers
+        if self.devices:
+            return len(self.devices)
+        if self.workers is not None:
+            return self.workers
+        from smpframe.launch.launchers import default_workers  # reads the launcher's environment
+        return default_workers(self.launcher)
 
     def worker_heartbeat_interval(self) -> float:
         """How often workers beat: often enough for several beats per timeout."""

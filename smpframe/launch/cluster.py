@@ -20,6 +20,7 @@ from typing import Any
 
 from smpframe.api import SMPProgram
 from smpframe.arrays import check_device
+from smpframe.launch import launchers
 from smpframe.config import RunConfig
 from smpframe.errors import InputError, ProtocolError
 from smpframe.launch.local import (all_exited, local_devices, resolve_config, start_workers,
@@ -36,7 +37,8 @@ import zmq
 #: options fixed when the cluster starts; a run cannot change them
 CLUSTER_OPTIONS = frozenset({"workers", "devices", "slowdowns", "bind", "curve_secret",
                              "curve_allow", "curve_server", "worker_args", "heartbeat_interval",
-                             "scheduler_timeout", "max_message_bytes", "log_level"})
+                             "scheduler_timeout", "max_message_bytes", "log_level", "launcher",
+                             "port", "scheduler_host", "key_dir", "insecure"})
 #: a waiting worker not heard from for this long is not handed to a run
 STALE_AFTER = 3.0
 
@@ -46,20 +48,26 @@ _open: list["Cluster"] = []  # innermost last
 class Cluster:
     """Worker processes started once that run many programs (see the module docstring).
 
-    ``launcher`` is where the workers run: ``"local"`` (child processes of this one).
+    ``launcher`` (a RunConfig field) is where the workers run: ``"local"`` (child processes
+    of this one), ``"slurm"`` (one srun step in this allocation) or ``"env"`` (this is rank
+    0 of a rank launcher; the other ranks are the workers, see
+    :func:`~smpframe.launch.launchers.serve_env_worker`).
     """
 
-    def __init__(self, config: RunConfig | None = None, launcher: str = "local",
-                 **overrides: Any) -> None:
-        if launcher != "local":
-            raise InputError(f"launcher {launcher!r}: only 'local' is available")
+    def __init__(self, config: RunConfig | None = None, **overrides: Any) -> None:
         self.config = resolve_config(config, overrides)
-        self.devices = list(self.config.devices or ["cpu"] * self.config.workers)
-        for device in self.devices:
-            check_device(device)
-        self.endpoint = Endpoint(self.config, local=True)
+        self.devices = list(self.config.devices or ["cpu"] * self.config.n_workers)
+        self.procs: list[Any] = []  # local worker processes
+        self.remote: launchers.SlurmWorkers | None = None
+        self.keys: launchers.RunKeys | None = None
         self._worker_config = self.config.replace(persist=True)
-        self.procs = start_workers(self.endpoint.address, self.devices, self._worker_config)
+        if self.config.launcher == launchers.LOCAL:
+            for device in self.devices:
+                check_device(device)
+            self.endpoint = Endpoint(self.config, local=True)
+            self.procs = start_workers(self.endpoint.address, self.devices, self._worker_config)
+        else:
+            self._start_off_loopback()
         self._waiting: dict[str, tuple[dict[str, Any], float]] = {}
         self._next: Message | None = None  # the PREPARE of the run being set up
         self._prepared: set[str] = set()  # waiting workers told of it
@@ -95,6 +103,30 @@ class Cluster:
             write_outputs(config.output, result)
         return result
 
+    def _start_off_loopback(self) -> None:
+        """Slurm or rank-0-of-env: listen on every interface, with per-run keys."""
+        config, env = self.config, self.config.launcher == launchers.ENV
+        port = launchers.env_port(config) if env else (config.port or 0)
+        if not config.insecure:
+            self.keys = launchers.RunKeys(launchers.key_folder(config) if env else None)
+            config = self.keys.scheduler(config)
+        self.endpoint = Endpoint(config.replace(bind=f"tcp://0.0.0.0:{port}"))
+        self.address = f"tcp://{launchers.advertised_host()}:{self.endpoint.address.rsplit(':', 1)[1]}"
+        if not env:
+            extra = [] if self.keys is None else self.keys.worker_args(self.keys.folder)
+            self.remote = launchers.SlurmWorkers(self.address, self._worker_config, extra)
+
+    def _gone(self) -> str | None:
+        """Why no worker can be left (None while some may be)."""
+        if self.remote is not None:
+            return self.remote.gone()
+        return all_exited(self.procs) if self.procs else None
+
+    def _live_workers(self) -> int:
+        if self.procs:
+            return sum(p.poll() is None for p in self.procs)
+        return self.config.n_workers if self._gone() is None else 0
+
     def close(self) -> None:
         """Stop every worker and the socket (idempotent)."""
         if self._closing.is_set():
@@ -102,7 +134,11 @@ class Cluster:
         self._closing.set()
         self._thread.join(30)
         stop_workers(self.procs)
+        if self.remote is not None:
+            self.remote.stop()
         self.endpoint.close()
+        if self.keys is not None:
+            self.keys.remove()
 
     def __enter__(self) -> "Cluster":
         _open.append(self)
@@ -139,12 +175,12 @@ class Cluster:
             waiting = [(w, info) for w, (info, seen) in self._waiting.items() if now - seen < STALE_AFTER]
             self._waiting.clear()
             try:
-                future.set_result(server.run(watch=lambda: all_exited(self.procs), waiting=waiting))
+                future.set_result(server.run(watch=self._gone, waiting=waiting))
             except BaseException as exc:  # surfaced in run()
                 future.set_exception(exc)
         # closing: let the workers of the last run report back, then stop them all
         deadline = time.monotonic() + STALE_AFTER
-        while len(self._waiting) < sum(p.poll() is None for p in self.procs) \
+        while len(self._waiting) < self._live_workers() \
                 and time.monotonic() < deadline:
             self._wait_between_runs(0.05)
         for worker in list(self._waiting):

@@ -42,7 +42,7 @@ def resolve_config(config: RunConfig | None, overrides: dict[str, Any]) -> RunCo
 
 def local_devices(program: SMPProgram, config: RunConfig) -> list[str]:
     """One device per local worker; GPUs only for programs with GPU kernels."""
-    devices = list(config.devices or ["cpu"] * config.workers)
+    devices = list(config.devices or ["cpu"] * config.n_workers)
     for device in devices:
         if check_device(device)[0] == "gpu" and not program.gpu:
             raise InputError(f"--devices {device}: {program.name} has no GPU kernels; "

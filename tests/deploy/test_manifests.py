@@ -230,7 +230,7 @@ def test_dockerfile_worker(image: str) -> None:
 
 SBATCH = [SERVERS / "slurm.sbatch", WORKERS / "slurm.sbatch"]
 #: a three-node allocation, as Slurm describes it to the batch script
-SLURM_ENV = {"SLURM_JOB_ID": "42", "SLURM_JOB_NODELIST": "node[1-3]", "SLURM_JOB_NUM_NODES": "3",
+SLURM_ENV = {"SLURM_JOB_ID": "42", "SLURM_NTASKS": "3", "SLURM_JOB_NODELIST": "node[1-3]", "SLURM_JOB_NUM_NODES": "3",
              "SLURM_CPUS_PER_TASK": "8", "SCHEDULER_HOST": "sched-host"}
 # srun drops its own options (written --opt=value) and runs the rest; smpframe records
 # its arguments, one NUL-separated file per call; scontrol names the nodes.
@@ -271,12 +271,14 @@ def test_sbatch_syntax(path: Path) -> None:
 def test_sbatch_command_lines_parse(path: Path, tmp_path: Path) -> None:
     argvs, env = sbatch_calls(path, tmp_path)
     # Every smpframe command in the script ran: none hides in an untested branch.
-    written = re.findall(r"^[ \t]*(?:srun [^#\n]*)?smpframe (?:scheduler|worker)\b",
+    written = re.findall(r"^[ \t]*(?:srun [^#\n]*)?smpframe (?:scheduler|worker|run)\b",
                          path.read_text(), re.M)
     assert len(argvs) == len(written) >= 1
     for argv in argvs:
         args = cli.parse_args(argv, env=env)
-        if argv[0] == "scheduler":
+        if argv[0] == "run":
+            assert args.launcher == "slurm"  # smpframe starts the workers as an srun step
+        elif argv[0] == "scheduler":
             assert args.bind == f"tcp://0.0.0.0:{DEFAULT_PORT}"
             assert int(args.workers) == int(SLURM_ENV["SLURM_JOB_NUM_NODES"])
         else:
@@ -288,7 +290,7 @@ def test_sbatch_command_lines_parse(path: Path, tmp_path: Path) -> None:
 @pytest.mark.parametrize("path", SBATCH, ids=lambda p: p.parent.name)
 def test_sbatch_variables_are_options(path: Path, tmp_path: Path) -> None:
     argvs, _ = sbatch_calls(path, tmp_path)
-    allowed = set().union(*(cli.env_vars(argv[:2] if argv[0] == "scheduler" else argv[:1])
+    allowed = set().union(*(cli.env_vars(argv[:2] if argv[0] in ("scheduler", "run") else argv[:1])
                             for argv in argvs))
     named = set(ENV_NAME.findall(path.read_text()))
     assert named <= allowed, named - allowed
