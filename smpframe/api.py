@@ -177,7 +177,7 @@ class WorkerContext:
 
 
 @functools.lru_cache(maxsize=None)
-def _param_names(cls: type) -> tuple[str, ...]:
+def param_names(cls: type) -> tuple[str, ...]:
     """The keyword parameters of ``cls.__init__`` (scikit-learn's ``_get_param_names``)."""
     names = []
     for name, p in inspect.signature(cls.__init__).parameters.items():
@@ -207,11 +207,11 @@ class SMPProgram:
     # ---- parameters ------------------------------------------------------------------
     def get_params(self) -> dict[str, Any]:
         """Parameters by ``__init__`` signature, read from the attributes of those names."""
-        missing = [n for n in _param_names(type(self)) if not hasattr(self, n)]
+        missing = [n for n in param_names(type(self)) if not hasattr(self, n)]
         if missing:
             raise TypeError(f"{type(self).__name__}.__init__ takes {', '.join(missing)} but does "
                             "not store it as an attribute of the same name")
-        return {name: getattr(self, name) for name in _param_names(type(self))}
+        return {name: getattr(self, name) for name in param_names(type(self))}
 
     @property
     def params(self) -> dict[str, Any]:

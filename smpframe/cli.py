@@ -19,13 +19,14 @@ from typing import Any, Mapping, Sequence
 
 from smpframe.config import ENV_PREFIX, RUN, SCHEDULER, WORKER, RunConfig, cli_fields
 from smpframe.errors import ClusterError, InputError
-from smpframe.params import _scalar_kind, add_program_arguments, program_from_args
+from smpframe.params import add_program_arguments, program_from_args, scalar_kind
 from smpframe.registry import BUILTIN_APPS, resolve_program
 
 EXIT_INPUT = 2
 EXIT_CLUSTER = 1
 APP_HELP = (f"a built-in app ({', '.join(BUILTIN_APPS)}), module:Class, or path/to/file.py:Class "
             "(an SMPProgram subclass)")
+WORKER_HELP = "Start a worker that joins a scheduler and serves its rounds."
 _TRUE, _FALSE = {"1", "true", "yes", "on"}, {"0", "false", "no", "off", ""}
 
 
@@ -67,7 +68,7 @@ def _add_config_options(options: _Options, command: str) -> None:
     group = options.parser.add_argument_group("runtime options")
     for f in cli_fields(command):
         flag = f.metadata["flag"] or "--" + f.name.replace("_", "-")
-        kind, _ = _scalar_kind(hints[f.name])
+        kind, _ = scalar_kind(hints[f.name])
         kwargs: dict[str, Any] = {"dest": f.name, "default": f.default, "help": f.metadata["help"]}
         if kind is bool:
             kwargs["action"] = argparse.BooleanOptionalAction
@@ -79,10 +80,10 @@ def _add_config_options(options: _Options, command: str) -> None:
         options.add(flag, group, **kwargs)
 
 
-def _command_parser(command: str, app: type | None, env: Mapping[str, str]) -> _Options:
+def command_parser(command: str, app: type | None, env: Mapping[str, str]) -> _Options:
     """The parser of ``smpframe run APP``, ``smpframe scheduler APP`` or ``smpframe worker``."""
     prog = f"smpframe {command}" + (f" {app.name}" if app is not None else "")
-    parser = _Parser(prog=prog, description=_first_line(app or Worker_doc))
+    parser = _Parser(prog=prog, description=_first_line(app or WORKER_HELP))
     options = _Options(parser, env)
     if app is not None:
         options.add("--data", help="input file (default: the program's built-in data)")
@@ -91,8 +92,6 @@ def _command_parser(command: str, app: type | None, env: Mapping[str, str]) -> _
         add_program_arguments(parser, app, options.add)
     return options
 
-
-Worker_doc = "Start a worker that joins a scheduler and serves its rounds."
 
 
 def _first_line(obj: Any) -> str:
@@ -109,7 +108,7 @@ def _top_parser() -> argparse.ArgumentParser:
         p.add_argument("app", metavar="APP", help=APP_HELP)
         p.add_argument("rest", nargs=argparse.REMAINDER, metavar="...",
                        help=f"options (smpframe {command} APP --help lists them)")
-    sub.add_parser(WORKER, help=Worker_doc)  # parsed by its own parser (see parse_args)
+    sub.add_parser(WORKER, help=WORKER_HELP)  # parsed by its own parser (see parse_args)
     keys = sub.add_parser("keys", help="CURVE key management")
     keys_sub = keys.add_subparsers(dest="keys_command", required=True)
     gen = keys_sub.add_parser("generate", help="make scheduler and worker key pairs")
@@ -133,7 +132,7 @@ def parse_args(argv: Sequence[str], env: Mapping[str, str] | None = None) -> arg
         if top.command == "keys":
             return top
         command, app, rest = top.command, resolve_program(top.app), top.rest
-    args = _command_parser(command, app, env).parser.parse_args(rest)
+    args = command_parser(command, app, env).parser.parse_args(rest)
     args.command, args.app_cls = command, app
     return args
 
@@ -142,7 +141,7 @@ def env_vars(argv: Sequence[str]) -> set[str]:
     """The ``SMPFRAME_*`` variables the command ``argv`` (``["worker"]``, ``["scheduler", APP]``) reads."""
     command = argv[0]
     app = resolve_program(argv[1]) if command in (RUN, SCHEDULER) else None
-    return _command_parser(command, app, {}).env_names
+    return command_parser(command, app, {}).env_names
 
 
 def config_from_args(args: argparse.Namespace) -> RunConfig:

@@ -16,7 +16,7 @@ import typing
 from dataclasses import dataclass
 from typing import Any, Callable, Literal
 
-from smpframe.api import SMPProgram, _param_names
+from smpframe.api import SMPProgram, param_names
 
 _SCALARS = (bool, int, float, str)
 
@@ -33,12 +33,12 @@ class ProgramOption:
     help: str
 
 
-def _scalar_kind(hint: Any) -> tuple[type | None, tuple[Any, ...] | None]:
+def scalar_kind(hint: Any) -> tuple[type | None, tuple[Any, ...] | None]:
     """(bool/int/float/str, choices) for an annotation; (None, None) if it has no CLI form."""
     origin = typing.get_origin(hint)
     if origin in (typing.Union, types.UnionType):
         args = [a for a in typing.get_args(hint) if a is not type(None)]
-        return _scalar_kind(args[0]) if len(args) == 1 else (None, None)
+        return scalar_kind(args[0]) if len(args) == 1 else (None, None)
     if origin is Literal:
         values = typing.get_args(hint)
         kinds = {type(v) for v in values}
@@ -75,8 +75,8 @@ def program_options(cls: type[SMPProgram]) -> list[ProgramOption]:
     signature = inspect.signature(cls.__init__).parameters
     helps = parameter_help(cls)
     options = []
-    for name in _param_names(cls):
-        kind, choices = _scalar_kind(hints.get(name, Any))
+    for name in param_names(cls):
+        kind, choices = scalar_kind(hints.get(name, Any))
         if kind is None:
             continue
         default = signature[name].default

@@ -1,6 +1,7 @@
 """A user program that fails where it is told to (``--fail-in METHOD``), for error tests."""
 from __future__ import annotations
 
+import time
 from typing import Literal
 
 import numpy as np
@@ -21,13 +22,16 @@ class Faulty(SMPProgram):
         returns instead of a good partial).
     rounds : int
         Rounds to run.
+    warm_seconds : float
+        How long a worker's warm_up takes (a slow kernel load).
     """
 
     name = "faulty"
 
-    def __init__(self, fail_in: Method = "none", rounds: int = 5) -> None:
+    def __init__(self, fail_in: Method = "none", rounds: int = 5, warm_seconds: float = 0.0) -> None:
         self.fail_in = fail_in
         self.rounds = rounds
+        self.warm_seconds = warm_seconds
 
     def _maybe_fail(self, method: str) -> None:
         if self.fail_in == method:
@@ -63,6 +67,7 @@ class Faulty(SMPProgram):
     def warm_up(self, role, xp):
         if role == "worker":
             self._maybe_fail("warm_up")
+            time.sleep(self.warm_seconds)
 
     def load(self, wctx, fragment, data, model):
         self._maybe_fail("load")

@@ -9,7 +9,7 @@ import argparse
 
 import pytest
 
-from smpframe.cli import _command_parser, config_from_args, parse_args
+from smpframe.cli import command_parser, config_from_args, parse_args
 from smpframe.errors import InputError
 from smpframe.params import program_from_args
 from smpframe.registry import BUILTIN_APPS, resolve_program
@@ -30,7 +30,7 @@ NUMBERS = {int: ["-7", "x", "1.5"], float: ["nan", "-1", "inf", "x"]}
 
 
 def options(command, app):
-    parser = _command_parser(command, resolve_program(app) if app else None, {}).parser
+    parser = command_parser(command, resolve_program(app) if app else None, {}).parser
     for action in parser._actions:
         if not action.option_strings or action.option_strings[0] in ("-h", "--help"):
             continue

@@ -39,8 +39,8 @@ CLUSTER_OPTIONS = frozenset({"workers", "devices", "slowdowns", "bind", "curve_s
                              "curve_allow", "curve_server", "worker_args", "heartbeat_interval",
                              "scheduler_timeout", "max_message_bytes", "log_level", "launcher",
                              "port", "scheduler_host", "key_dir", "insecure"})
-#: a waiting worker not heard from for this long is not handed to a run
-STALE_AFTER = 3.0
+#: seconds a closing cluster waits for the last run's workers to report back
+DRAIN = 3.0
 
 _open: list["Cluster"] = []  # innermost last
 
@@ -171,15 +171,17 @@ class Cluster:
                 self._wait_between_runs(0.05)
                 continue
             self._replace_dead_workers()
-            now = time.monotonic()
-            waiting = [(w, info) for w, (info, seen) in self._waiting.items() if now - seen < STALE_AFTER]
+            # a waiting worker silent for its scheduler timeout has exited; one silent for
+            # less may be busy loading kernels (PREPARE): it is handed to the run all the same
+            stale = time.monotonic() - self.config.worker_scheduler_timeout()
+            waiting = [(w, info) for w, (info, seen) in self._waiting.items() if seen > stale]
             self._waiting.clear()
             try:
                 future.set_result(server.run(watch=self._gone, waiting=waiting))
             except BaseException as exc:  # surfaced in run()
                 future.set_exception(exc)
         # closing: let the workers of the last run report back, then stop them all
-        deadline = time.monotonic() + STALE_AFTER
+        deadline = time.monotonic() + DRAIN
         while len(self._waiting) < self._live_workers() \
                 and time.monotonic() < deadline:
             self._wait_between_runs(0.05)

@@ -196,6 +196,9 @@ class SchedulerServer:
             log.warning("dropped malformed message from %r: %s", ident[:40], exc)
             return []
         worker, is_hb = (ident[:-3], True) if ident.endswith("#hb") else (ident, False)
+        if msg.type == "HEARTBEAT" and msg.run == "" and not is_hb and worker not in state.workers:
+            # a warm cluster's worker still waiting for a run that began without it: rejoin
+            return [(worker, Message("EVICT", self.run_id, body={"reason": "join the run"}))]
         if msg.type != "HELLO" and msg.run != self.run_id:
             self.dropped += 1
             log.debug("dropped %s for another run from %r", msg.type, ident[:40])

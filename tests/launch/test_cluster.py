@@ -75,3 +75,14 @@ def test_cluster_options_are_fixed_when_it_starts():
             cluster.run(Faulty(), workers=3)
     with pytest.raises(InputError, match="closed"):
         cluster.run(Faulty())
+
+
+def test_workers_busy_loading_kernels_still_join():
+    """Workers that spend seconds in warm_up (as on a first, uncached numba compile) while
+    the run starts are handed to it; none is left waiting."""
+    with Cluster(workers=2, quiet=True) as cluster:
+        started = time.monotonic()
+        result = cluster.run(Faulty(rounds=3, warm_seconds=4.0))
+        assert result.summary["rounds"] == 3 and time.monotonic() - started < 30
+        joined = [e for e in result.events if e["event"] == "joined"]
+        assert len(joined) == 2
