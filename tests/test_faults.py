@@ -4,7 +4,6 @@ process is left behind (the autouse fixture in conftest.py checks descendants)."
 from __future__ import annotations
 
 import json
-import os
 import random
 import signal
 import socket

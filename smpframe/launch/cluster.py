@@ -18,21 +18,21 @@ import threading
 import time
 from typing import Any
 
+import zmq
+
 from smpframe.api import SMPProgram
 from smpframe.arrays import check_device
-from smpframe.launch import launchers
 from smpframe.config import RunConfig
 from smpframe.errors import InputError, ProtocolError
+from smpframe.launch import launchers
 from smpframe.launch.local import (all_exited, local_devices, resolve_config, start_workers,
                                    stop_workers, write_outputs)
 from smpframe.protocol import Message, decode, encode
 from smpframe.registry import program_spec
 from smpframe.scheduler.outputs import RunResult, check_output_folder
 from smpframe.scheduler.server import Endpoint, SchedulerServer
-from smpframe.scheduler.state import _valid_hello
+from smpframe.scheduler.state import valid_hello
 from smpframe.sockets import NOBLOCK, recv_frames, send_frames
-
-import zmq
 
 #: options fixed when the cluster starts; a run cannot change them
 CLUSTER_OPTIONS = frozenset({"workers", "devices", "slowdowns", "bind", "curve_secret",
@@ -202,7 +202,7 @@ class Cluster:
                 worker, msg = frames[0].decode("utf-8", "replace"), decode(frames[1:])
             except (ProtocolError, IndexError):
                 continue
-            if msg.type == "HELLO" and _valid_hello(msg.body):
+            if msg.type == "HELLO" and valid_hello(msg.body):
                 self._waiting[worker] = (dict(msg.body), time.monotonic())
             elif msg.type == "HEARTBEAT" and worker in self._waiting:
                 self._waiting[worker] = (self._waiting[worker][0], time.monotonic())

@@ -123,7 +123,7 @@ class SchedulerState:
             return [(worker, self._msg("STOP", body={"reason": "run finished"}))]
         if worker in self.workers or worker in self.evicted:
             return [(worker, self._msg("EVICT", body={"reason": "identity already used"}))]
-        if not _valid_hello(info):
+        if not valid_hello(info):
             log.warning("ignoring malformed HELLO from %r", worker[:40])
             return []
         self.workers[worker] = WorkerRecord(worker, dict(info), now, cursor=len(self.commits))
@@ -541,7 +541,7 @@ class SchedulerState:
         self.events.append({"event": name, "t": round(now - self.started_at, 4), **fields})
 
 
-def _valid_hello(info: Any) -> bool:
+def valid_hello(info: Any) -> bool:
     """A HELLO body names the worker's device, host and pid with the right types."""
     return (isinstance(info, dict) and isinstance(info.get("device"), str)
             and isinstance(info.get("host"), str) and type(info.get("pid")) is int)
