@@ -7,9 +7,12 @@ DEALER processes and waits for W small replies, nothing else. Both are measured 
 the same run, at 1, 2, 4, 8 and 16 workers, with the median of ``--repeats`` runs.
 
     python benchmarks/bench_runtime.py [--rounds 2000] [--workers 1,2,4,8,16] [--repeats 3]
+    python benchmarks/bench_runtime.py --sizes 1,1000,100000,1000000 --workers 2,8
 
 Prints a table (and writes bench-out/runtime.json): µs per round for each, their ratio,
-the scheduler's CPU µs per round, and messages and bytes per round.
+the scheduler's CPU µs per round, and messages and bytes per round. With ``--sizes``,
+the block and every partial carry that many float64s (the model slice a round moves),
+to measure the scheduler's cost against model size as well as against workers.
 """
 from __future__ import annotations
 
@@ -49,13 +52,16 @@ class Empty(SMPProgram):
     ----------
     rounds : int
         Rounds to run.
+    size : int
+        float64s in the block and in every partial (0: one number, no array).
     """
 
     name = "empty"
     fragments_per_worker = 1
 
-    def __init__(self, rounds: int = 2000) -> None:
+    def __init__(self, rounds: int = 2000, size: int = 0) -> None:
         self.rounds = rounds
+        self.size = size
 
     def load_data(self, source):
         return Dataset(rows={"x": np.zeros(64)})
@@ -64,7 +70,10 @@ class Empty(SMPProgram):
         ctx.model["x"] = np.zeros(1)
 
     def schedule(self, ctx):
-        return None if ctx.round + len(ctx.inflight) >= self.rounds or ctx.inflight else {"t": ctx.round}
+        if ctx.round >= self.rounds or ctx.inflight:
+            return None
+        return {"t": ctx.round, "v": ctx.cache.setdefault("v", np.ones(self.size))} if self.size \
+            else {"t": ctx.round}
 
     def pull(self, ctx, block, partials):
         return None
@@ -73,14 +82,14 @@ class Empty(SMPProgram):
         return None
 
     def push(self, wctx, fragment, block):
-        return {"x": 1.0}
+        return {"x": block["v"]} if self.size else {"x": 1.0}
 
 
-def smp_round(workers: int, rounds: int) -> dict[str, float]:
+def smp_round(workers: int, rounds: int, size: int = 0) -> dict[str, float]:
     """µs per empty round, scheduler CPU µs per round, messages and bytes per round."""
     warm = min(200, rounds // 5)
-    with LocalCluster(Empty(rounds=rounds), workers=workers, fragments=workers,
-                      timeout=300) as cluster:
+    with LocalCluster(Empty(rounds=rounds, size=size), workers=workers, fragments=workers,
+                      timeout=600) as cluster:
         cluster.wait_for_round(warm, timeout=120)
         server = cluster.server
         t0, c0, w0 = time.perf_counter(), time.process_time(), dict(server.wire)
@@ -124,12 +133,38 @@ def raw_round(workers: int, rounds: int) -> float:
     return elapsed / (rounds - warm) * 1e6
 
 
+def by_size(args: argparse.Namespace) -> int:
+    """The scheduler's CPU and bytes per round against the floats a round moves."""
+    rows = []
+    print(f"{'workers':>7} {'floats':>9} {'smp µs':>9} {'sched cpu µs':>12} {'MB/round':>9} "
+          f"{'sched MB/s':>10}", flush=True)
+    for w in [int(x) for x in args.workers.split(",")]:
+        for size in [int(x) for x in args.sizes.split(",")]:
+            rounds = max(50, min(args.rounds, int(2e8 / max(size * 8 * w, 1))))
+            runs = [smp_round(w, rounds, size) for _ in range(args.repeats)]
+            row = {"workers": w, "floats": size, "smp_us": statistics.median(r["us"] for r in runs),
+                   "sched_cpu_us": statistics.median(r["cpu_us"] for r in runs),
+                   "bytes": runs[0]["bytes"]}
+            row["sched_mb_per_s"] = row["bytes"] / row["smp_us"]  # bytes/µs = MB/s
+            rows.append(row)
+            print(f"{w:>7} {size:>9} {row['smp_us']:>9.0f} {row['sched_cpu_us']:>12.0f} "
+                  f"{row['bytes'] / 1e6:>9.3f} {row['sched_mb_per_s']:>10.0f}", flush=True)
+    out = Path("bench-out")
+    out.mkdir(exist_ok=True)
+    (out / "runtime_sizes.json").write_text(json.dumps(rows, indent=2))
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=2000)
     parser.add_argument("--workers", default="1,2,4,8,16")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--sizes", help="comma list of float64s per block and partial: the "
+                        "scheduler's cost against model size (no raw comparison)")
     args = parser.parse_args()
+    if args.sizes:
+        return by_size(args)
     rows = []
     print(f"{'workers':>7} {'smp µs':>9} {'raw µs':>8} {'ratio':>6} {'sched cpu µs':>12} "
           f"{'msgs':>5} {'bytes':>7}", flush=True)
