@@ -22,6 +22,7 @@ raises :class:`ProtocolError` on any mismatch; callers log and drop the message.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -81,13 +82,20 @@ class Message:
 
 # ---- encoding --------------------------------------------------------------------------
 
+_WIRE_NAMES: dict[np.dtype, str] = {}  # dtype -> its wire name (computed once per dtype)
+
+
 def _wire_dtype(arr: np.ndarray, where: str) -> str:
     dt = arr.dtype
+    name = _WIRE_NAMES.get(dt)
+    if name is not None:
+        return name
     if dt.byteorder == ">":
         raise EncodeError(where, f"big-endian array {dt} cannot be sent")
     name = dt.newbyteorder("<").str if dt.itemsize > 1 else dt.str
     if name not in ALLOWED_DTYPES:
         raise EncodeError(where, f"arrays of dtype {dt} cannot be sent (numeric and bool only)")
+    _WIRE_NAMES[dt] = name
     return name
 
 
@@ -198,7 +206,7 @@ class _Frames:
                 or not all(type(s) is int and 0 <= s < 2**62 for s in shape):
             raise ProtocolError(f"bad array shape {shape!r}")
         dt = np.dtype(dtype)
-        nbytes = int(np.prod(shape, dtype=object)) * dt.itemsize
+        nbytes = math.prod(shape) * dt.itemsize
         self.budget -= nbytes
         if self.budget < 0:
             raise ProtocolError("message exceeds its size bound")
@@ -209,7 +217,8 @@ class _Frames:
         self.used[index] = True
         if not nbytes:
             return np.empty(shape, dt)
-        return np.frombuffer(buf, dtype=dt).reshape(shape)
+        flat = np.frombuffer(buf, dtype=dt)
+        return flat if len(shape) == 1 else flat.reshape(shape)
 
     def sparse(self, head: Any) -> Any:
         if not (isinstance(head, list) and len(head) == 5):
