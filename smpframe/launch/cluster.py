@@ -72,6 +72,7 @@ class Cluster:
         self._next: Message | None = None  # the PREPARE of the run being set up
         self._prepared: set[str] = set()  # waiting workers told of it
         self._jobs: queue.Queue = queue.Queue()
+        self._running: SchedulerServer | None = None  # the run being served
         self._closing = threading.Event()
         self._thread = threading.Thread(target=self._serve, name="smpframe-cluster", daemon=True)
         self._thread.start()
@@ -132,6 +133,9 @@ class Cluster:
         if self._closing.is_set():
             return
         self._closing.set()
+        running = self._running
+        if running is not None:  # closed mid-run (Ctrl-C, an error in the caller): end it now
+            running.request_stop("the cluster was closed")
         self._thread.join(30)
         stop_workers(self.procs)
         if self.remote is not None:
@@ -176,10 +180,13 @@ class Cluster:
             stale = time.monotonic() - self.config.worker_scheduler_timeout()
             waiting = [(w, info) for w, (info, seen) in self._waiting.items() if seen > stale]
             self._waiting.clear()
+            self._running = server
             try:
                 future.set_result(server.run(watch=self._gone, waiting=waiting))
             except BaseException as exc:  # surfaced in run()
                 future.set_exception(exc)
+            finally:
+                self._running = None
         # closing: let the workers of the last run report back, then stop them all
         deadline = time.monotonic() + DRAIN
         while len(self._waiting) < self._live_workers() \

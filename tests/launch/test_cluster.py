@@ -86,3 +86,24 @@ def test_workers_busy_loading_kernels_still_join():
         assert result.summary["rounds"] == 3 and time.monotonic() - started < 30
         joined = [e for e in result.events if e["event"] == "joined"]
         assert len(joined) == 2
+
+
+def test_closing_mid_run_ends_the_run_at_once():
+    import threading
+
+    from smpframe.examples.pca import PCA
+
+    outcome = {}
+    with Cluster(workers=2, quiet=True) as cluster:
+        def run():
+            try:
+                cluster.run(PCA(k=2, iterations=10**6, tol=0.0))
+            except ClusterError as exc:
+                outcome["error"] = str(exc)
+        thread = threading.Thread(target=run)
+        thread.start()
+        time.sleep(2.0)  # well into the run
+        started = time.monotonic()
+    thread.join(30)
+    assert not thread.is_alive() and time.monotonic() - started < 15
+    assert outcome["error"] == "the cluster was closed"
