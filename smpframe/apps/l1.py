@@ -37,18 +37,24 @@ class L1Regression(SMPProgram):
         Targets for Matrix Market input (one per line).
     synthetic : dict, optional
         Arguments of the built-in synthetic problem (when no data is given).
+    policy : {"priority", "uniform", "cyclic"}
+        The schedule (``--schedule``): which columns a round updates. By priority (the size
+        of their last step, with the dependency filter), a uniformly random block, or the
+        next block in column order; the last two are the non-scheduled baselines, with a
+        full round after every sweep of the columns.
     """
 
     #: columns per round unless ``block_size`` is given
     default_block_size = 256
     #: which synthetic problem runs when no data is given
     synthetic_kind = "regression"
-    cli_flags = {"lam": "--lambda", "fmt": "--format"}
+    cli_flags = {"lam": "--lambda", "fmt": "--format", "policy": "--schedule"}
 
     def __init__(self, lam: float | None = None, lambda_ratio: float = 0.1, tol: float = 1e-6,
                  intercept: bool = True, block_size: int | None = None, rho: float = 0.1,
                  eta: float = 1e-6, fmt: Literal["libsvm", "mm"] | None = None,
-                 labels: str | None = None, synthetic: dict[str, Any] | None = None) -> None:
+                 labels: str | None = None, synthetic: dict[str, Any] | None = None,
+                 policy: Literal["priority", "uniform", "cyclic"] = "priority") -> None:
         self.lam = lam
         self.lambda_ratio = lambda_ratio
         self.tol = tol
@@ -59,6 +65,7 @@ class L1Regression(SMPProgram):
         self.fmt = fmt
         self.labels = labels
         self.synthetic = synthetic
+        self.policy = policy
 
     @property
     def columns_per_round(self) -> int:
@@ -75,6 +82,21 @@ class L1Regression(SMPProgram):
               "must be >= 1")
         check(0 < self.rho <= 1, "--rho", self.rho, "must be in (0, 1]")
         check(0 <= self.eta < math.inf, "--eta", self.eta, "must be a finite number >= 0")
+        check(self.policy in ("priority", "uniform", "cyclic"), "--schedule", self.policy,
+              "expected priority, uniform or cyclic")
+
+    def baseline_block(self, ctx: Any, size: int) -> np.ndarray | None:
+        """The next block of a non-scheduled policy (uniform, cyclic), or None once a sweep
+        of the columns is done and a full round is due."""
+        st, d = ctx.state, ctx.model["coef"].size
+        blocks = st.get("blocks_since_full", 0)
+        if blocks >= -(-d // size):
+            return None
+        st["blocks_since_full"] = blocks + 1
+        if self.policy == "uniform":
+            return np.sort(ctx.rng.choice(d, size=min(size, d), replace=False)).astype(np.int64)
+        start = blocks * size
+        return np.arange(start, min(start + size, d), dtype=np.int64)
 
     def load_data(self, source: Any) -> Dataset:
         X, y = load_regression_source(source, self.fmt, self.labels, self.synthetic,

@@ -109,22 +109,29 @@ class Lasso(L1Regression):
             warm_up_kernels()
 
     def schedule(self, ctx: SchedulerContext) -> Payload | None:
-        st = ctx.state
-        if st["need_full"] or self._epoch_done(ctx):
-            st["need_full"] = True
-            if ctx.inflight:
-                return None  # a full pass waits for the blocks in flight
-            return {"kind": "full"}
+        st, size = ctx.state, self.columns_per_round
+        if not st["need_full"]:
+            if self.policy != "priority":
+                block = self.baseline_block(ctx, size)
+            else:
+                block = None if self._epoch_done(ctx) else self._priority_block(ctx, size)
+            if block is not None:
+                return {"kind": "block", "idx": block}
+        st["need_full"] = True
+        if ctx.inflight:
+            return None  # a full pass waits for the blocks in flight
+        return {"kind": "full"}
+
+    def _priority_block(self, ctx: SchedulerContext, size: int) -> np.ndarray:
+        """Up to ``size`` columns sampled by priority, none coupled to a block in flight."""
         prio = ctx.model["priority"]
         pool = np.flatnonzero(prio > 0)
-        size = self.columns_per_round
         if pool.size > 2 * size:
-            pick = pool[priority_sample(ctx.rng, prio[pool], float(self.eta) * st["epoch_max"],
+            pick = pool[priority_sample(ctx.rng, prio[pool], float(self.eta) * ctx.state["epoch_max"],
                                         2 * size)]
         else:
             pick = pool[np.argsort(-prio[pool], kind="stable")]
-        block = np.sort(self._independent_of_inflight(ctx, pick)[:size]).astype(np.int64)
-        return {"kind": "block", "idx": block}
+        return np.sort(self._independent_of_inflight(ctx, pick)[:size]).astype(np.int64)
 
     def _independent_of_inflight(self, ctx: SchedulerContext, pick: np.ndarray) -> np.ndarray:
         """Drop candidates with |corr| >= rho to a column of a block still in flight."""
@@ -199,7 +206,7 @@ class Lasso(L1Regression):
         prio = np.abs(np.where(norm2 > 0, target - beta, 0.0))
         model["priority"][:] = prio
         st.update(rr=rr, objective=primal, need_full=False, epoch_max=float(prio.max(initial=0.0)),
-                  gap=gap / primal if primal > 0 else 0.0)
+                  gap=gap / primal if primal > 0 else 0.0, blocks_since_full=0)
         ctx.report(objective=primal, gap=st["gap"], nnz=int(np.count_nonzero(beta)))
         if st["gap"] <= self.tol or st["epoch_max"] == 0.0:
             ctx.stop(converged=True)

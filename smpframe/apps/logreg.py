@@ -137,6 +137,12 @@ class LogReg(L1Regression):
         st = ctx.state
         if st["need_full"]:
             return {"kind": "full"}
+        if self.policy != "priority":
+            block = self.baseline_block(ctx, self.columns_per_round)
+            if block is None:
+                st["need_full"] = True
+                return {"kind": "full"}
+            return {"kind": "block", "idx": block}
         prio = ctx.model["priority"]
         pool = np.flatnonzero(prio > 0)
         floor = 0.05 * st["epoch_max"]
@@ -285,6 +291,7 @@ class LogReg(L1Regression):
         change = (last - primal) / primal if last is not None and primal > 0 else st["change"]
         st["accepted"] = 0
         st.update(objective=primal, need_full=False, gap=rel, i_prio=i_prio, since_full=0,
+                  blocks_since_full=0,
                   epoch_max=max(float(prio.max(initial=0.0)), i_prio), last_full=primal,
                   change=change)
         ctx.report(objective=primal, gap=rel, nnz=int(np.count_nonzero(beta)))

@@ -106,3 +106,12 @@ def test_cli_bad_labels_file_exits_2_with_one_line(tmp_path):
     bad.write_text("1 1:0.5 3:1\n-1 2:1\n3 1:1 2:2\n")
     line = one_line_error(run_cli("run", "logreg", "--data", str(bad), "--quiet"))
     assert "bad.svm" in line and "labels" in line
+
+
+@pytest.mark.parametrize("policy", ["uniform", "cyclic"])
+def test_the_non_scheduled_baselines_reach_the_same_optimum(problem, policy):
+    X, y = problem
+    scheduled = run_local(LogReg(lam=LAM, tol=1e-9), data=(X, y), config=TWO)
+    baseline = run_local(LogReg(lam=LAM, tol=1e-9, policy=policy), data=(X, y), config=TWO)
+    assert baseline.summary["converged"]
+    assert baseline.summary["objective"] == pytest.approx(scheduled.summary["objective"], rel=1e-6)
