@@ -170,7 +170,7 @@ class SchedulerServer:
         finally:
             self._close()
         seconds = self.ctx.elapsed
-        self._report(state, 0.0, final=True)
+        self._report(state, self.ctx.round / max(seconds, 1e-9), final=True)  # the run's average
         if state.error:
             raise ClusterError(state.error)
         summary, model = _run_user("result", self.program.result, self.ctx)
