@@ -133,6 +133,14 @@ def raw_round(workers: int, rounds: int) -> float:
     return elapsed / (rounds - warm) * 1e6
 
 
+def save(name: str, rows: list[dict]) -> int:
+    """The figures as JSON under bench-out/ (the exit status of main)."""
+    out = Path("bench-out")
+    out.mkdir(exist_ok=True)
+    (out / name).write_text(json.dumps(rows, indent=2))
+    return 0
+
+
 def by_size(args: argparse.Namespace) -> int:
     """The scheduler's CPU and bytes per round against the floats a round moves."""
     rows = []
@@ -149,10 +157,7 @@ def by_size(args: argparse.Namespace) -> int:
             rows.append(row)
             print(f"{w:>7} {size:>9} {row['smp_us']:>9.0f} {row['sched_cpu_us']:>12.0f} "
                   f"{row['bytes'] / 1e6:>9.3f} {row['sched_mb_per_s']:>10.0f}", flush=True)
-    out = Path("bench-out")
-    out.mkdir(exist_ok=True)
-    (out / "runtime_sizes.json").write_text(json.dumps(rows, indent=2))
-    return 0
+    return save("runtime_sizes.json", rows)
 
 
 def main() -> int:
@@ -179,10 +184,7 @@ def main() -> int:
         rows.append(row)
         print(f"{w:>7} {row['smp_us']:>9.0f} {row['raw_us']:>8.0f} {row['ratio']:>6.2f} "
               f"{row['sched_cpu_us']:>12.0f} {row['messages']:>5.1f} {row['bytes']:>7.0f}", flush=True)
-    out = Path("bench-out")
-    out.mkdir(exist_ok=True)
-    (out / "runtime.json").write_text(json.dumps(rows, indent=2))
-    return 0
+    return save("runtime.json", rows)
 
 
 if __name__ == "__main__":

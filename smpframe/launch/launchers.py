@@ -24,7 +24,6 @@ from smpframe.config import RunConfig
 from smpframe.errors import InputError
 
 LOCAL, SLURM, ENV = "local", "slurm", "env"
-LAUNCHERS = (LOCAL, SLURM, ENV)
 #: where rank launchers put a task's rank and the number of tasks, most specific first
 RANK_VARS = ("SLURM_PROCID", "OMPI_COMM_WORLD_RANK", "PMI_RANK", "JOB_COMPLETION_INDEX", "RANK")
 SIZE_VARS = ("SLURM_NTASKS", "OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "WORLD_SIZE")
@@ -121,7 +120,6 @@ class RunKeys:
     def __init__(self, folder: Path | None = None) -> None:
         from smpframe.security import generate_keys
 
-        self.owned = folder is None
         self.folder = Path(tempfile.mkdtemp(prefix=".smpframe-keys-")) if folder is None else folder
         self.folder.mkdir(parents=True, exist_ok=True, mode=0o700)
         os.chmod(self.folder, 0o700)
