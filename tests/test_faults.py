@@ -114,7 +114,9 @@ def test_scheduler_kill_and_resume(tmp_path, data, reference):
     out = tmp_path / "run"
     args = ["run", "lasso", "--data", str(svm), "--lambda", "0.002", "--tol", str(TOL),
             "--output", str(out), "--quiet"]
-    first = subprocess.Popen([*SMPFRAME, *args, "--checkpoint-every", "2", "--slowdowns", "3,3"],
+    # slowed 1000x (about 0.2 s a round, 4 s a run) so the kill lands rounds before the end;
+    # at 3x a loaded CI box once finished the whole run between the checkpoint and the kill
+    first = subprocess.Popen([*SMPFRAME, *args, "--checkpoint-every", "2", "--slowdowns", "1000,1000"],
                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 60
     while not (out / "checkpoints" / "LATEST").exists():
