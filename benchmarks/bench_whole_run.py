@@ -8,12 +8,20 @@ file, same objective), alternating the two, and reports medians and their ratio:
 * Lasso on the README's 20,000 x 100,000 LIBSVM file, λ = 0.1 λ_max, against celer
   (``load_svmlight_file`` + ``celer.Lasso``);
 * K-Means on 270,000 x 3 points (.npy), k = 64, 20 iterations, the same initial
-  centres, against scikit-learn (``np.load`` + ``KMeans(algorithm="lloyd")``).
+  centres, against scikit-learn (``np.load`` + ``KMeans(algorithm="lloyd")``);
+* with ``--big``, Lasso on a 200,000 x 100,000 LIBSVM file with 20M nonzeros (about
+  480 MB of text) against celer, once with the workers reading their own splits (the
+  default) and once with the scheduler reading the file (``--read-on scheduler``), and
+  the scheduler process's peak resident memory in each.
 
-    python benchmarks/bench_whole_run.py [--runs 5] [--out bench-out/whole_run.json]
+Every smpframe run also gives its solve time and its scheduler's peak memory (from the
+summary it prints).
+
+    python benchmarks/bench_whole_run.py [--runs 5] [--big] [--out bench-out/whole_run.json]
 """
 from __future__ import annotations
 
+import json
 import statistics
 import subprocess
 import sys
@@ -43,25 +51,31 @@ print(KMeans(n_clusters=len(C), init=C, n_init=1, max_iter=20, tol=0.0, algorith
 """
 
 
-def make_files(folder: Path) -> dict[str, list[str]]:
-    """Write the two inputs; return each case's two command lines."""
-    from sklearn.datasets import dump_svmlight_file
-
-    from smpframe.data.dense import make_blobs
+def lasso_file(folder: Path, n: int, d: int, density: float) -> tuple[Path, float]:
+    """A LIBSVM regression file (written once) and its lambda = 0.1 lambda_max."""
     from smpframe.data.synthetic import make_regression
 
-    folder.mkdir(parents=True, exist_ok=True)
-    X, y, _ = make_regression(20_000, 100_000, 0.001, 200, seed=0)
+    X, y, _ = make_regression(n, d, density, 200, seed=0)
     lam = 0.1 * float(np.abs(X.T @ (y - y.mean())).max()) / X.shape[0]
-    svm = folder / "lasso.svm"
+    svm = folder / f"lasso-{n}x{d}.svm"
     if not svm.exists():
+        from sklearn.datasets import dump_svmlight_file
         dump_svmlight_file(X, y, str(svm))
+    return svm, lam
+
+
+def make_files(folder: Path, big: bool) -> dict[str, list[list[str]]]:
+    """Write the inputs; return each case's command lines (smpframe first, the peer last)."""
+    from smpframe.data.dense import make_blobs
+
+    folder.mkdir(parents=True, exist_ok=True)
+    svm, lam = lasso_file(folder, 20_000, 100_000, 0.001)
     points, _ = make_blobs()
     npy, init = folder / "kmeans.npy", folder / "kmeans_init.npy"
     np.save(npy, points)
     np.save(init, points[np.random.default_rng(0).choice(len(points), 64, replace=False)])
     smpframe = [sys.executable, "-m", "smpframe.cli", "run"]
-    return {
+    cases = {
         "lasso vs celer": [[*smpframe, "lasso", "--data", str(svm), "--lambda", repr(lam), "--quiet"],
                            [sys.executable, "-c", CELER, str(svm), repr(lam)]],
         "kmeans vs scikit-learn": [[*smpframe, "kmeans", "--data", str(npy), "--k", "64",
@@ -69,32 +83,52 @@ def make_files(folder: Path) -> dict[str, list[str]]:
                                     "--quiet"],
                                    [sys.executable, "-c", SKLEARN_KMEANS, str(npy), str(init)]],
     }
+    if big:
+        svm, lam = lasso_file(folder, 200_000, 100_000, 0.001)
+        ours = [*smpframe, "lasso", "--data", str(svm), "--lambda", repr(lam), "--quiet"]
+        cases["lasso 200k x 100k vs celer"] = [ours, [*ours, "--read-on", "scheduler"],
+                                               [sys.executable, "-c", CELER, str(svm), repr(lam)]]
+    return cases
 
 
-def wall(cmd: list[str]) -> float:
+def wall(cmd: list[str]) -> tuple[float, dict]:
+    """Seconds start to end, and the summary an smpframe run prints ({} for a peer)."""
     start = time.perf_counter()
-    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, timeout=600)
-    return time.perf_counter() - start
+    out = subprocess.run(cmd, check=True, stdout=subprocess.PIPE, text=True, timeout=900).stdout
+    seconds = time.perf_counter() - start
+    last = out.strip().splitlines()[-1] if out.strip() else ""
+    return seconds, json.loads(last) if last.startswith("{") else {}
 
 
 def main() -> None:
     p = parser(__doc__.splitlines()[0])
     p.add_argument("--runs", type=int, default=5)
     p.add_argument("--data", default="bench-out/whole-run", help="folder for the input files")
+    p.add_argument("--big", action="store_true", help="add the 200k x 100k Lasso case (480 MB)")
     args = p.parse_args()
     rows, record = [], {}
-    for case, (ours, peer) in make_files(Path(args.data)).items():
-        wall(ours), wall(peer)  # warm the caches (numba, the page cache) once
-        times = {"smpframe": [], "peer": []}
-        for _ in range(args.runs):  # alternate, so drift in the machine's speed hits both
-            times["smpframe"].append(wall(ours))
-            times["peer"].append(wall(peer))
-        a, b = (statistics.median(times[k]) for k in ("smpframe", "peer"))
-        record[case] = {**times, "median_smpframe": a, "median_peer": b, "ratio": a / b}
-        rows.append([case, a, b, a / b])
-        print(f"{case}: smpframe {a:.3f} s, peer {b:.3f} s, ratio {a / b:.2f}", flush=True)
-    print(markdown_table(["case", "smpframe whole run (s)", "peer whole script (s)",
-                          "smpframe / peer"], rows))
+    for case, commands in make_files(Path(args.data), args.big).items():
+        for cmd in commands:
+            wall(cmd)  # warm the caches (numba, the page cache) once
+        runs: list[list[tuple[float, dict]]] = [[] for _ in commands]
+        for _ in range(args.runs):  # alternate, so drift in the machine's speed hits each
+            for i, cmd in enumerate(commands):
+                runs[i].append(wall(cmd))
+        peer = statistics.median(t for t, _ in runs[-1])
+        record[case] = {"peer_seconds": [t for t, _ in runs[-1]], "median_peer": peer, "smpframe": []}
+        for cmd, timed in zip(commands[:-1], runs[:-1]):
+            whole = statistics.median(t for t, _ in timed)
+            solve = statistics.median(s["seconds"] for _, s in timed)
+            peak = max(s["scheduler_peak_mb"] for _, s in timed)
+            how = f"{case} (read on {timed[0][1]['read_on']})"
+            record[case]["smpframe"].append({"command": cmd, "seconds": [t for t, _ in timed],
+                                             "median": whole, "solve": solve,
+                                             "scheduler_peak_mb": peak, "ratio": whole / peer})
+            rows.append([how, whole, solve, peak, peer, whole / peer])
+            print(f"{how}: smpframe {whole:.3f} s (solve {solve:.3f} s, scheduler peak {peak:.0f} MB), "
+                  f"peer {peer:.3f} s, ratio {whole / peer:.2f}", flush=True)
+    print(markdown_table(["case", "smpframe whole run (s)", "solve (s)", "scheduler peak (MB)",
+                          "peer whole script (s)", "smpframe / peer"], rows))
     write_json(args.out, record)
 
 

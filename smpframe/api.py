@@ -28,6 +28,7 @@ from __future__ import annotations
 import functools
 import inspect
 import operator
+import os
 import time
 from dataclasses import dataclass, field
 from typing import Any, Mapping
@@ -116,18 +117,57 @@ class Dataset:
 
 
 @dataclass
+class Splits:
+    """Input the workers read themselves: the scheduler holds the model, not the data.
+
+    ``load_data`` returns this for a file the workers can open (any file on a local
+    cluster; a shared file system on a real one). The runtime cuts ``path`` into one
+    split per fragment (:mod:`smpframe.data.splits`: byte ranges aligned to lines for
+    ``reader`` "libsvm" and "csv", row ranges for "npy"); each worker reads its own,
+    and what ``init`` needs of the whole file arrives as ``ctx.facts``, one
+    :meth:`SMPProgram.describe` per fragment. ``meta`` is extended with ``n_rows``
+    and the reader's layout (``width``) before any fragment is loaded.
+    """
+
+    reader: str
+    path: str
+    meta: dict[str, Any] = field(default_factory=dict)
+    parts: list[dict[str, Any]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.path = os.path.abspath(self.path)  # workers elsewhere have another working folder
+
+    def cut(self, n_fragments: int) -> list[dict[str, Any]]:
+        """Cut the file into at most ``n_fragments`` splits (kept in ``parts``)."""
+        from smpframe.data import splits
+
+        self.parts = splits.cut(self.reader, self.path, n_fragments)
+        return self.parts
+
+    def read(self) -> Dataset:
+        """The whole file, read in this process (``--read-on scheduler``)."""
+        from smpframe.data import splits
+
+        return Dataset(rows=splits.read_whole(self.reader, self.path), meta=dict(self.meta))
+
+
+@dataclass
 class SchedulerContext:
     """What ``schedule``/``check_partial``/``pull`` see: the model, run state, cluster facts.
 
     ``model``, ``state``, ``rng``, ``round`` and ``metrics`` are checkpointed; ``cache``
     holds data derived in ``init`` (rebuilt on resume, never saved). ``inflight`` is
     kept by the runtime: the blocks dispatched and not yet committed, oldest first
-    (empty when ``schedule`` may assume every earlier round is committed).
+    (empty when ``schedule`` may assume every earlier round is committed). ``facts``
+    holds each fragment's :meth:`SMPProgram.describe`, for ``init``. ``dataset`` is a
+    :class:`Dataset` (rows held here) or :class:`Splits` (rows held by the workers
+    only: ``has_rows`` is False).
     """
 
-    dataset: Dataset
+    dataset: Dataset | Splits
     bounds: list[tuple[int, int]]
     rng: np.random.Generator
+    facts: dict[int, Payload] = field(default_factory=dict)
     model: dict[str, np.ndarray] = field(default_factory=dict)
     state: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
@@ -143,6 +183,11 @@ class SchedulerContext:
     @property
     def n_fragments(self) -> int:
         return len(self.bounds)
+
+    @property
+    def has_rows(self) -> bool:
+        """Whether the data's rows are in this process (``ctx.dataset.rows``)."""
+        return isinstance(self.dataset, Dataset)
 
     @property
     def elapsed(self) -> float:
@@ -167,6 +212,7 @@ class WorkerContext:
     ``xp`` is the array module (numpy, or cupy on a GPU worker); ``fragments`` maps
     each held fragment's id to its :class:`Fragment`; ``shared`` is for state shared
     by every fragment on this worker (built in ``init_worker``: a model replica, a cache).
+    ``staged`` is the runtime's: splits read and not yet loaded.
     """
 
     meta: dict[str, Any]
@@ -174,6 +220,7 @@ class WorkerContext:
     device: str = "cpu"
     fragments: dict[int, Fragment] = field(default_factory=dict)
     shared: dict[str, Any] = field(default_factory=dict)
+    staged: dict[int, Any] = field(default_factory=dict, repr=False)
 
 
 @functools.lru_cache(maxsize=None)
@@ -230,7 +277,11 @@ class SMPProgram:
         raise NotImplementedError
 
     def init(self, ctx: SchedulerContext) -> None:
-        """*Required.* Put the initial model into ``ctx.model``/``ctx.state``."""
+        """*Required.* Put the initial model into ``ctx.model``/``ctx.state``.
+
+        File-wide facts are in ``ctx.facts`` (one :meth:`describe` per fragment, in
+        fragment order): the only view of the data when the workers read it.
+        """
         raise NotImplementedError
 
     def warm_up(self, role: str, xp: Any) -> None:
@@ -282,6 +333,15 @@ class SMPProgram:
         Runs once per worker (not per fragment), before any ``load``.
         """
 
+    def describe(self, wctx: WorkerContext, fragment: Fragment, data: Payload) -> Payload:
+        """What ``init`` needs to know of one fragment's rows (default: nothing).
+
+        Runs where the rows are (a worker that read its split, or the scheduler for
+        in-memory data) before ``init``; return partial sums (``n``, ``X^T y``, column
+        norms, a row sample) that ``init`` combines from ``ctx.facts``.
+        """
+        return {}
+
     def load(self, wctx: WorkerContext, fragment: Fragment, data: Payload, model: Payload) -> Any:
         """*Required.* The fragment's state (kept as ``fragment.state``), from its rows
         (``data``) and ``model`` (what ``snapshot`` returned).
@@ -304,6 +364,21 @@ class SMPProgram:
 
     def sync(self, wctx: WorkerContext, fragment: Fragment, update: Payload) -> None:
         """Apply a committed update to one fragment's state (default: nothing to do)."""
+
+
+def rows_context(program: SMPProgram, dataset: Dataset, n_fragments: int,
+                 rng: np.random.Generator) -> SchedulerContext:
+    """The context of a run on in-memory rows, before ``init``: fragment bounds, and
+    ``facts`` described here (as workers describe the splits they read)."""
+    bounds = dataset.bounds(n_fragments)
+    ctx = SchedulerContext(dataset=dataset, bounds=bounds, rng=rng)
+    if type(program).describe is SMPProgram.describe:
+        ctx.facts = {i: {} for i in range(len(bounds))}  # nothing to describe: no slicing
+        return ctx
+    wctx = WorkerContext(meta=dict(dataset.meta))
+    ctx.facts = {i: program.describe(wctx, Fragment(i, a, b), dataset.fragment(a, b))
+                 for i, (a, b) in enumerate(bounds)}
+    return ctx
 
 
 # ---- helpers for check_partial and pull --------------------------------------------------

@@ -56,7 +56,11 @@ class RunConfig:
                                  "under --launcher env the ranks less one", (RUN, SCHEDULER))
     launcher: str = option("local", "where the workers run: local (child processes), slurm (one "
                            "srun step in this allocation), env (every rank of srun, mpirun or an "
-                           "Indexed Job runs this command; rank 0 schedules)", (RUN,))
+                           "Indexed Job runs this command; rank 0 schedules), ray (actors on a "
+                           "Ray cluster)", (RUN,))
+    ray_address: str | None = option(None, "--launcher ray: the Ray cluster to join (default: "
+                                     "the one this machine belongs to, as ray start left it)",
+                                     (RUN,))
     devices: list[str] | None = option(None, "one device per local worker, e.g. cpu,gpu:0 "
                                        "(overrides --workers)", (RUN,), parse=_csv)
     slowdowns: list[float] | None = option(None, "per-worker slow-down factors, e.g. 1,3 "
@@ -65,6 +69,9 @@ class RunConfig:
     fragments: int | None = option(None, "data fragments (default: the program's "
                                    "fragments_per_worker x workers)", (RUN, SCHEDULER))
     seed: int = option(0, "random seed", (RUN, SCHEDULER))
+    read_on: str = option("workers", "who reads a data file: workers (each reads its own "
+                          "splits; the scheduler holds only the model) or scheduler (it reads "
+                          "the file and ships each worker its rows)", (RUN, SCHEDULER))
     # ---- the round engine ------------------------------------------------------------
     max_rounds: int | None = option(None, "stop after this many rounds", (RUN, SCHEDULER))
     time_limit: float | None = option(None, "stop after this many seconds of solving", (RUN, SCHEDULER))
@@ -110,14 +117,14 @@ class RunConfig:
     persist: bool = option(False, "serve run after run until the cluster closes (the workers of "
                            "a warm cluster); without it a worker exits when its run ends",
                            (WORKER,))
-    port: int | None = option(None, "the scheduler's port with --launcher slurm|env (default: "
+    port: int | None = option(None, "the scheduler's port with --launcher slurm|env|ray (default: "
                               "a free one; env: derived from the job id)", (RUN,))
     scheduler_host: str | None = option(None, "--launcher env: the scheduler's host (default: "
                                         "the first host of SLURM_JOB_NODELIST, or MASTER_ADDR)",
                                         (RUN,))
     key_dir: str | None = option(None, "--launcher env: where rank 0 writes the run's keys for the "
                                  "others (default: ~/.smpframe/keys/job-ID)", (RUN,))
-    insecure: bool = option(False, "--launcher slurm|env without CURVE: any process that reaches "
+    insecure: bool = option(False, "--launcher slurm|env|ray without CURVE: any process that reaches "
                             "the port can join the run", (RUN,))
     curve_secret: str | None = option(None, "this side's CURVE secret key file (*.key_secret)",
                                       (SCHEDULER, WORKER))
@@ -142,10 +149,12 @@ class RunConfig:
                 raise InputError(f"--{name.replace('_', '-')} {value}: {why}")
 
         need(self.workers is None or self.workers >= 1, "workers", "must be >= 1")
-        need(self.launcher in ("local", "slurm", "env"), "launcher", "expected local, slurm or env")
+        need(self.launcher in ("local", "slurm", "env", "ray"), "launcher",
+             "expected local, slurm, env or ray")
         need(self.port is None or 1 <= self.port <= 65535, "port", "must be in 1..65535")
         need(self.fragments is None or self.fragments >= 1, "fragments", "must be >= 1")
         need(self.seed >= 0, "seed", "must be >= 0")
+        need(self.read_on in ("workers", "scheduler"), "read_on", "expected workers or scheduler")
         need(self.max_rounds is None or self.max_rounds >= 1, "max_rounds", "must be >= 1")
         need(self.time_limit is None or 0 < self.time_limit < math.inf, "time_limit",
              "must be a finite number > 0")

@@ -32,7 +32,11 @@ import numpy as np
 from smpframe.arrays import is_sparse
 from smpframe.errors import ProtocolError
 
-PROTOCOL_VERSION = 2
+PROTOCOL_VERSION = 3  # 3: LOAD items may name a split for the worker to read
+#: the phases of a WORK message's ``load`` items, in order: a worker reads its split
+#: (READ), describes it under the file-wide layout (DESCRIBE), then loads it (LOAD;
+#: in-memory rows arrive at LOAD directly)
+READ, DESCRIBE, LOAD = "read", "describe", "load"
 
 #: Message types. Worker -> scheduler: HELLO, HEARTBEAT, RESULT, FAILED, BYE.
 #: Scheduler -> worker: WELCOME, WORK, HEARTBEAT, EVICT, STOP; from a warm cluster

@@ -20,12 +20,13 @@ BAD_TEXT = {
     "--checkpoint-every": ["5x", "0", "-2s"], "--bind": ["garbage"], "--connect": ["garbage"],
     "--devices": ["tpu:0", "gpu:x", ","], "--device": ["tpu", "cpu:x"], "--slowdowns": ["abc,1", "0.5,1"],
     "--max-memory": ["lots", "-1G"], "--log-level": ["LOUD"], "--launcher": ["mars"],
+    "--read-on": ["everyone"],
 }
 #: options whose every value is acceptable text (names and paths; missing files are
 #: reported when read, with their name)
 FREE_TEXT = {"--data", "--output", "--resume", "--name", "--curve-secret", "--curve-allow",
              "--curve-server", "--labels", "--test", "--vocab", "--init", "--scheduler-host",
-             "--key-dir"}
+             "--key-dir", "--ray-address"}
 NUMBERS = {int: ["-7", "x", "1.5"], float: ["nan", "-1", "inf", "x"]}
 
 

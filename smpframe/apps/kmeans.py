@@ -51,7 +51,7 @@ from smpframe.apps.kmeans_kernels import (
     update_centers,
 )
 from smpframe.errors import InputError
-from smpframe.api import (Dataset, Fragment, Payload, SchedulerContext, SMPProgram, WorkerContext,
+from smpframe.api import (Dataset, Fragment, Splits, Payload, SchedulerContext, SMPProgram, WorkerContext,
                           concat_partials, expect_array, sum_partials)
 
 #: score-matrix cells per chunk of the array (cupy/numpy) path: rows x k
@@ -253,34 +253,38 @@ class KMeans(SMPProgram):
                 raise InputError("init_centers must be a k x d list of numbers") from None
 
     # ---- scheduler ------------------------------------------------------------------
-    def load_data(self, source: Any) -> Dataset:
-        from smpframe.data.dense import check_dense, load_dense, make_blobs
+    def load_data(self, source: Any) -> Dataset | Splits:
+        from smpframe.apps.l1 import is_path
+        from smpframe.data.dense import check_dense, guess_format, load_dense, make_blobs
 
+        if is_path(source) and (self.fmt or guess_format(str(source))) in ("npy", "csv"):
+            return Splits(self.fmt or guess_format(str(source)), str(source))  # the workers read it
         if source is None:
             X, _ = make_blobs(**(self.synthetic or {}))
-        elif isinstance(source, (str, bytes)) or hasattr(source, "__fspath__"):
+        elif is_path(source):
             X = load_dense(str(source), self.fmt)
         else:
             X = check_dense(source)
-        k = self.k
-        if k > X.shape[0]:
-            raise InputError(f"--k {k} is more than the {X.shape[0]} rows of the data")
         return Dataset(rows={"X": X}, meta={"n_rows": X.shape[0], "n_features": X.shape[1]},
                        weights=np.ones(X.shape[0]))
 
     def init(self, ctx: SchedulerContext) -> None:
-        p = self.params
-        X = ctx.dataset.rows["X"]
-        ctx.model["centers"] = self._initial_centers(X, ctx.rng)
+        p, facts = self.params, ctx.facts
+        n, mean, m2 = _combine_moments(facts)
+        if p["k"] > n:
+            raise InputError(f"--k {p['k']} is more than the {n} rows of the data")
+        ctx.model["centers"] = self._initial_centers(_row_sample(facts, p["init_sample"], ctx.rng),
+                                                     mean.size, ctx.rng)
         ctx.model["counts"] = np.zeros(p["k"], dtype=np.int64)
         # scikit-learn's tolerance: tol times the mean per-feature variance
-        tol_abs = float(np.mean(np.var(X, axis=0))) * p["tol"]
+        tol_abs = float(np.mean(m2 / n)) * p["tol"]
         ctx.state.update(phase="lloyd", iteration=0, inertia=None, history=[], shift=None,
-                         tol_abs=tol_abs, n_empty=0, relocated=0, converged=False)
+                         tol_abs=tol_abs, n_empty=0, relocated=0, converged=False,
+                         n_rows=n, n_features=int(mean.size))
 
-    def _initial_centers(self, X: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    def _initial_centers(self, sample: np.ndarray, d: int, rng: np.random.Generator) -> np.ndarray:
         p = self.params
-        k, (n, d) = p["k"], X.shape
+        k = p["k"]
         given, path = None, None
         if p["init_centers"] is not None:
             given = np.asarray(p["init_centers"], dtype=np.float64)
@@ -295,9 +299,6 @@ class KMeans(SMPProgram):
             if not np.isfinite(given).all():
                 raise InputError("initial centres contain NaN or Inf", path)
             return np.ascontiguousarray(given, dtype=np.float64)
-        sample = X
-        if n > p["init_sample"]:
-            sample = X[np.sort(rng.choice(n, size=p["init_sample"], replace=False))]
         if k > sample.shape[0]:
             raise InputError(f"--k {k} is more than the {sample.shape[0]} rows sampled "
                              "for k-means++ (raise --init-sample)")
@@ -396,7 +397,7 @@ class KMeans(SMPProgram):
 
     def result(self, ctx: SchedulerContext) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
         st, p = ctx.state, self.params
-        n, d = ctx.dataset.rows["X"].shape
+        n, d = st["n_rows"], st["n_features"]
         summary = {"app": self.name, "k": p["k"], "inertia": st["inertia"],
                    "iterations": st["iteration"], "center_shift": st["shift"],
                    "tol_abs": st["tol_abs"], "empty_relocations": st["relocated"],
@@ -410,6 +411,16 @@ class KMeans(SMPProgram):
     def warm_up(self, role: str, xp: Any) -> None:
         if role == "worker" and xp is np and self.kernel == "auto":
             _warm_up_numba()
+
+    def describe(self, wctx: WorkerContext, fragment: Fragment, data: Payload) -> Payload:
+        """Rows, per-feature mean and squared deviations (for the tolerance), and a random
+        sample of up to ``init_sample`` rows in random order (for k-means++)."""
+        X = np.asarray(data["X"], dtype=np.float64)
+        n = X.shape[0]
+        mean = X.mean(axis=0) if n else np.zeros(X.shape[1])
+        rng = np.random.default_rng([fragment.id, n])
+        take = rng.permutation(n)[:int(self.init_sample)] if n > int(self.init_sample) else np.arange(n)
+        return {"n": n, "mean": mean, "m2": ((X - mean) ** 2).sum(axis=0), "sample": X[take]}
 
     def load(self, wctx: WorkerContext, fragment: Fragment, data: Payload, model: Payload) -> dict:
         xp = wctx.xp
@@ -435,3 +446,24 @@ class KMeans(SMPProgram):
         return {"sums": sums, "counts": counts, "inertia": float(inertia)}
 
 
+
+
+def _combine_moments(facts: dict[int, Payload]) -> tuple[int, np.ndarray, np.ndarray]:
+    """(rows, per-feature mean, summed squared deviations) of every fragment together
+    (Chan et al.'s pairwise update: no precision lost to a raw sum of squares)."""
+    n = sum(int(f["n"]) for f in facts.values())
+    if n == 0:
+        raise InputError("no rows in the data")
+    mean = sum(f["n"] * np.asarray(f["mean"]) for f in facts.values()) / n
+    m2 = sum(np.asarray(f["m2"]) + f["n"] * (np.asarray(f["mean"]) - mean) ** 2
+             for f in facts.values())
+    return n, mean, m2
+
+
+def _row_sample(facts: dict[int, Payload], size: int, rng: np.random.Generator) -> np.ndarray:
+    """A uniform sample of ``size`` rows of the whole data (every row when fewer), from
+    each fragment's own random sample: how many come from each is hypergeometric."""
+    counts = np.array([int(f["n"]) for f in facts.values()], dtype=np.int64)
+    if counts.sum() > size:
+        counts = rng.multivariate_hypergeometric(counts, size)
+    return np.concatenate([np.asarray(f["sample"])[:c] for f, c in zip(facts.values(), counts)])

@@ -9,7 +9,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from smpframe.errors import InputError
-from smpframe.api import Dataset, SMPProgram
+from smpframe.api import Dataset, SMPProgram, Splits
 
 
 class L1Regression(SMPProgram):
@@ -48,6 +48,9 @@ class L1Regression(SMPProgram):
     default_block_size = 256
     #: which synthetic problem runs when no data is given
     synthetic_kind = "regression"
+    #: the scheduler side works from ``ctx.facts`` alone, so the workers may read a
+    #: LIBSVM file themselves (:class:`~smpframe.api.Splits`)
+    reads_splits = False
     cli_flags = {"lam": "--lambda", "fmt": "--format", "policy": "--schedule"}
 
     def __init__(self, lam: float | None = None, lambda_ratio: float = 0.1, tol: float = 1e-6,
@@ -98,7 +101,11 @@ class L1Regression(SMPProgram):
         start = blocks * size
         return np.arange(start, min(start + size, d), dtype=np.int64)
 
-    def load_data(self, source: Any) -> Dataset:
+    def load_data(self, source: Any) -> Dataset | Splits:
+        if self.reads_splits and self.labels is None and is_path(source):
+            from smpframe.data.matrix import xy_format
+            if xy_format(str(source), self.fmt) == "libsvm":
+                return Splits("libsvm", str(source))
         X, y = load_regression_source(source, self.fmt, self.labels, self.synthetic,
                                       kind=self.synthetic_kind)
         return Dataset(rows={"X": X, "y": y}, meta={"n_features": X.shape[1], "n_rows": X.shape[0]})
@@ -110,6 +117,11 @@ def check(ok: bool, option: str, value: Any, why: str) -> None:
         raise InputError(f"{option} {value}: {why}")
 
 
+def is_path(source: Any) -> bool:
+    """Whether a ``load_data`` source names a file (else: arrays, or None for built-in data)."""
+    return isinstance(source, (str, bytes)) or hasattr(source, "__fspath__")
+
+
 def load_regression_source(source: Any, fmt: str | None, labels: str | None,
                            synthetic_args: dict[str, Any] | None, kind: str):
     """(X as CSR float64, y) from a path, an (X, y) pair, or None (built-in synthetic data)."""
@@ -118,7 +130,7 @@ def load_regression_source(source: Any, fmt: str | None, labels: str | None,
     if source is None:
         make = synthetic.make_regression if kind == "regression" else synthetic.make_classification
         X, y, _ = make(**(synthetic_args or {}))
-    elif isinstance(source, (str, bytes)) or hasattr(source, "__fspath__"):
+    elif is_path(source):
         from smpframe.data.matrix import load_xy
         X, y = load_xy(str(source), fmt, labels)
     else:

@@ -7,13 +7,14 @@ Rows are partitioned across workers; each keeps the residual ``r = y - X beta - 
 of its rows. A round is either
 
 * a *block* round: the scheduler picks columns B by priority sampling
-  (p ∝ |Δβ_j| + η); workers return ``X_B^T r`` and ``sum(r)``; the scheduler, which
-  also holds X, forms the block Gram ``X_B^T X_B`` and solves the block subproblem
+  (p ∝ |Δβ_j| + η); workers return ``X_B^T r``, ``sum(r)`` and their rows' block Gram
+  ``X_B^T X_B`` (sparse); the scheduler sums them and solves the block subproblem
   exactly by coordinate descent (intercept included), commits, and broadcasts
   ``(B, Δβ_B, Δβ0)``. Because a block is solved exactly, correlation *inside* it is
   harmless (and splitting correlated columns across rounds would only zig-zag); the
   dependency filter guards what does run concurrently: with pipelining, a candidate
-  whose |corr| with a column of a block still in flight is >= ρ is dropped; or
+  whose |corr| with a column of a block still in flight is >= ρ is dropped (that
+  needs the columns, so with data the workers read, block rounds do not overlap); or
 * a *full* round: workers return ``X^T r``, ``||r||^2`` and ``r.y``; the scheduler
   computes the duality gap (stop test) and refreshes every column's priority to
   the size of the step it would take (its KKT violation).
@@ -28,6 +29,7 @@ from numba import njit
 
 from smpframe.apps.sparse_ops import (all_cols_dot, cols_axpy, cols_dot, csc_parts,
                                       warm_up as warm_up_kernels)
+from smpframe.arrays import is_sparse
 from smpframe.errors import InputError
 from smpframe.apps.l1 import L1Regression
 from smpframe.api import (Fragment, Payload, SchedulerContext, WorkerContext, expect_array,
@@ -78,25 +80,27 @@ class Lasso(L1Regression):
     """Lasso (L1-regularised least squares) by scheduled block coordinate descent."""
 
     name = "lasso"
+    reads_splits = True
 
     # ---- scheduler ------------------------------------------------------------------
     def init(self, ctx: SchedulerContext) -> None:
-        X = ctx.dataset.rows["X"].tocsc()
-        y = ctx.dataset.rows["y"]
-        n, d = X.shape
+        facts = ctx.facts
+        n = int(sum_partials(facts, "n"))
+        if n == 0:
+            raise InputError("no samples in the data")
+        col_sum, col_norm2 = sum_partials(facts, "col_sum"), sum_partials(facts, "col_norm2")
+        d = col_sum.size
         intercept = bool(self.intercept)
-        ybar = float(y.mean()) if intercept else 0.0
-        col_sum = np.asarray(X.sum(axis=0)).ravel()
-        xty = X.T @ (y - ybar) if intercept else X.T @ y
+        ybar = float(sum_partials(facts, "sum_y")) / n if intercept else 0.0
+        xty = sum_partials(facts, "xty") - ybar * col_sum
         lam_max = float(np.max(np.abs(xty))) / n if d else 0.0
         lam = float(self.lam) if self.lam is not None else self.lambda_ratio * lam_max
         if not lam > 0:
             raise InputError(f"--lambda must be > 0 (lambda_max for this data is {lam_max:.6g})")
-        ctx.cache = {"X": X, "y": y, "col_sum": col_sum, "col_norm2": np.asarray(
-            X.multiply(X).sum(axis=0)).ravel(), "n": n, "ybar": ybar}
-        yc = y - ybar
+        ctx.cache = {"col_sum": col_sum, "col_norm2": col_norm2, "n": n, "ybar": ybar}
+        rr = max(float(sum_partials(facts, "yy")) - n * ybar * ybar, 0.0)  # ||y - ybar||^2
         ctx.model.update(coef=np.zeros(d), intercept=np.array([ybar]), priority=np.zeros(d))
-        ctx.state.update(lam=lam, lam_max=lam_max, rr=float(yc @ yc), objective=float(yc @ yc) / (2 * n),
+        ctx.state.update(lam=lam, lam_max=lam_max, rr=rr, objective=rr / (2 * n),
                          need_full=True, epoch_max=0.0, gap=None)
         ctx.report(objective=ctx.state["objective"], lam=lam)
 
@@ -110,6 +114,8 @@ class Lasso(L1Regression):
 
     def schedule(self, ctx: SchedulerContext) -> Payload | None:
         st, size = ctx.state, self.columns_per_round
+        if ctx.inflight and not ctx.has_rows:
+            return None  # the dependency filter needs the columns: rounds do not overlap
         if not st["need_full"]:
             if self.policy != "priority":
                 block = self.baseline_block(ctx, size)
@@ -141,6 +147,8 @@ class Lasso(L1Regression):
             return pick
         guard = np.unique(np.concatenate(busy))
         pick = pick[~np.isin(pick, guard)]
+        if "X" not in ctx.cache:
+            ctx.cache["X"] = ctx.dataset.rows["X"].tocsc()
         kept = dependency_filter(np.concatenate([guard, pick]), ctx.cache["X"], rho, guard.size + pick.size)
         return kept[~np.isin(kept, guard)]
 
@@ -155,6 +163,8 @@ class Lasso(L1Regression):
         full = block["kind"] == "full"
         size = ctx.model["coef"].size if full else len(block["idx"])
         expect_array(partial, "g" if full else "c", (size,))
+        if not full and not (is_sparse(partial.get("G")) and partial["G"].shape == (size, size)):
+            raise ValueError(f"'G' must be a sparse {size} x {size} matrix")
 
     def pull(self, ctx: SchedulerContext, block: Payload, partials: dict[int, Payload]) -> Payload | None:
         if block["kind"] == "full":
@@ -166,8 +176,7 @@ class Lasso(L1Regression):
         st, cache, model = ctx.state, ctx.cache, ctx.model
         c = sum_partials(partials, "c")
         sr = float(sum_partials(partials, "sr"))
-        XB = cache["X"][:, idx]
-        G = np.ascontiguousarray((XB.T @ XB).toarray())
+        G = np.ascontiguousarray(sum_partials(partials, "G").toarray())
         n = cache["n"]
         beta_B = model["coef"][idx]
         lam_n = st["lam"] * n
@@ -222,11 +231,17 @@ class Lasso(L1Regression):
         return summary, {"coef": ctx.model["coef"], "intercept": ctx.model["intercept"]}
 
     # ---- worker ---------------------------------------------------------------------
+    def describe(self, wctx: WorkerContext, fragment: Fragment, data: Payload) -> Payload:
+        X, y = data["X"], np.asarray(data["y"], dtype=np.float64)
+        return {"n": int(y.size), "sum_y": float(y.sum()), "yy": float(y @ y), "xty": X.T @ y,
+                "col_sum": np.asarray(X.sum(axis=0)).ravel(),
+                "col_norm2": np.asarray(X.multiply(X).sum(axis=0)).ravel()}
+
     def load(self, wctx: WorkerContext, fragment: Fragment, data: Payload, model: Payload) -> dict:
         X = data["X"].tocsc()
         y = np.asarray(data["y"], dtype=np.float64)
         r = y - X @ model["coef"] - float(model["intercept"][0])
-        return {"csc": csc_parts(X), "y": y, "r": r}
+        return {"X": X, "csc": csc_parts(X), "y": y, "r": r}
 
     def push(self, wctx: WorkerContext, fragment: Fragment, block: Payload) -> Payload:
         f = fragment.state
@@ -235,7 +250,8 @@ class Lasso(L1Regression):
             return {"g": all_cols_dot(*f["csc"], r), "rr": float(r @ r), "ry": float(r @ f["y"]),
                     "sr": float(r.sum())}
         idx = block["idx"].copy()  # wire arrays are read-only; numba would compile a variant
-        return {"c": cols_dot(*f["csc"], idx, r), "sr": float(r.sum())}
+        XB = f["X"][:, idx]
+        return {"c": cols_dot(*f["csc"], idx, r), "sr": float(r.sum()), "G": (XB.T @ XB).tocsr()}
 
     def sync(self, wctx: WorkerContext, fragment: Fragment, update: Payload) -> None:
         f = fragment.state

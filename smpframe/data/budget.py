@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import os
 import re
+import resource
+import time
 from pathlib import Path
 
 from smpframe.errors import InputError
@@ -61,3 +63,15 @@ def check(nbytes: float, claim: str, path: str | Path | None) -> None:
     if nbytes > limit():
         raise InputError(f"{claim} would need {human(nbytes)}, more than the memory budget of "
                          f"{human(limit())} (raise it with --max-memory)", path)
+
+
+_peak = {"mb": 0.0, "at": -1.0}
+
+
+def peak_memory_mb() -> float:
+    """This process's peak resident memory (Linux ru_maxrss is in KiB), read at most
+    every half second: a system call per round shows in an empty round's cost."""
+    now = time.monotonic()
+    if now - _peak["at"] >= 0.5:
+        _peak.update(mb=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0, 1), at=now)
+    return _peak["mb"]

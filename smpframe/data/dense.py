@@ -53,11 +53,13 @@ def load_dense(path: str | Path, fmt: str | None = None) -> np.ndarray:
     return np.ascontiguousarray(X, dtype=np.float64)
 
 
-def check_dense(X: np.ndarray, path: str | Path | None = None) -> np.ndarray:
+def check_dense(X: np.ndarray, path: str | Path | None = None, first_row: int = 0,
+                allow_empty: bool = False) -> np.ndarray:
     """``X`` as a C-contiguous 2-D float64 array, rejecting empty, non-numeric and non-finite data.
 
     Used for arrays given in memory and for ``.npy`` files (no line numbers:
-    the first bad cell is named by 0-based row and column).
+    the first bad cell is named by 0-based row and column; ``X`` starts at row
+    ``first_row`` of the file). ``allow_empty``: no rows is fine (a split of a file).
     """
     where = None if path is None else str(path)
     X = np.asarray(X)
@@ -65,36 +67,59 @@ def check_dense(X: np.ndarray, path: str | Path | None = None) -> np.ndarray:
         raise InputError(f"expected a numeric array, got dtype {X.dtype}", where)
     if X.ndim != 2:
         raise InputError(f"expected a 2-D array (rows x features), got shape {X.shape}", where)
-    if X.shape[0] == 0 or X.shape[1] == 0:
+    if (X.shape[0] == 0 and not allow_empty) or X.shape[1] == 0:
         raise InputError(f"empty data: {X.shape[0]} rows x {X.shape[1]} features", where)
     X = np.ascontiguousarray(X, dtype=np.float64)
     bad = ~np.isfinite(X)
     if bad.any():
         i, j = np.unravel_index(int(np.argmax(bad)), X.shape)
-        raise InputError(f"row {i}, column {j} (0-based): value {X[i, j]} is not finite", where)
+        raise InputError(f"row {i + first_row}, column {j} (0-based): value {X[i, j]} is not finite",
+                         where)
     return X
 
 
-def _check_npy_claim(path: str | Path) -> None:
-    """Compare the shape an .npy header claims with the file's size and the budget."""
+def _npy_header(path: str | Path) -> tuple[tuple[int, ...], np.dtype, int] | None:
+    """(shape, dtype, header bytes) of a plain .npy file; None when it is not one."""
     try:
         with open(path, "rb") as fh:
             version = np.lib.format.read_magic(fh)
             read_header = {(1, 0): np.lib.format.read_array_header_1_0,
                            (2, 0): np.lib.format.read_array_header_2_0}.get(version)
             if read_header is None:
-                return
+                return None
             shape, _, dtype = read_header(fh)
-            header_end = fh.tell()
-        size = Path(path).stat().st_size
+            return tuple(int(n) for n in shape), dtype, fh.tell()
     except (OSError, ValueError, SyntaxError, TypeError):
+        return None
+
+
+def _check_npy_claim(path: str | Path, header: tuple[tuple[int, ...], np.dtype, int] | None = None) -> None:
+    """Compare the shape an .npy header claims with the file's size and the budget."""
+    header = header or _npy_header(path)
+    if header is None:
         return  # not a plain .npy (np.load says what is wrong with it)
+    shape, dtype, header_end = header
+    size = Path(path).stat().st_size
     nbytes = int(np.prod(shape, dtype=object)) * dtype.itemsize
     if nbytes > size - header_end:
         raise InputError(f"its header claims a {' x '.join(map(str, shape))} {dtype} array "
                          f"({budget.human(nbytes)}) but the file holds {budget.human(size - header_end)}",
                          str(path))
     budget.check(nbytes, f"a {' x '.join(map(str, shape))} array", path)
+
+
+def npy_shape(path: str | Path) -> tuple[int, ...]:
+    """The (rows, columns) of a 2-D numeric ``.npy`` file, its claim checked (a split's reader)."""
+    if not Path(path).is_file():
+        raise InputError("file not found" if not Path(path).exists() else "is not a file", str(path))
+    header = _npy_header(path)
+    if header is None:
+        raise InputError("not a readable .npy array", str(path))
+    shape, dtype, _ = header
+    if dtype.kind not in "biuf" or len(shape) != 2:
+        raise InputError(f"expected a 2-D numeric array, got shape {shape} of {dtype}", str(path))
+    _check_npy_claim(path, header)
+    return shape
 
 
 def _load_npy(path: str | Path) -> np.ndarray:
@@ -123,22 +148,35 @@ def _first_line(data: bytes) -> tuple[int, bytes]:
 
 
 def _load_csv(path: str | Path) -> np.ndarray:
-    from smpframe.data.textio import parse_number, read_table, read_text
+    from smpframe.data.textio import read_text
 
     data = read_text(path)
+    if _first_line(data)[0] < 0:
+        raise InputError("file is empty", str(path))
+    X = parse_csv(data, path, header=True)
+    if X.shape[0] == 0:
+        raise InputError("no data rows (only a header)", str(path))
+    return X
+
+
+def parse_csv(data: bytes, path: str | Path, header: bool) -> np.ndarray:
+    """The numbers of CSV text ``data`` (rules above) as an ``(n, d)`` array; ``header``:
+    its first non-blank line may be a header (false for a split that starts mid-file)."""
+    from smpframe.data.textio import parse_number, read_table
+
     first, line = _first_line(data)
     if first < 0:
-        raise InputError("file is empty", str(path))
+        return np.zeros((0, 0))
     sep = b"," if b"," in line else None
     fields = [f.strip().decode("utf-8", "replace") for f in
               (line.split(sep) if sep is not None else line.split())]
     skip = first
-    if all(parse_number(f) is None for f in fields):
+    if header and all(parse_number(f) is None for f in fields):
         skip = first + 1  # a header line
     parts = data.split(b"\n", skip)
     body = parts[skip] if len(parts) > skip else b""
     if not body.strip():
-        raise InputError("no data rows (only a header)", str(path))
+        return np.zeros((0, len(fields)))
     _, row = _first_line(body)
     width = len(row.split(sep) if sep is not None else row.split())
     table = read_table(body, path, sep, (width,), first_line=skip + 1)

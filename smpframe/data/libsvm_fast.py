@@ -30,8 +30,13 @@ def _numbers(data: bytes) -> np.ndarray | None:
             return None
 
 
-def read_libsvm_fast(data: bytes, n_features: int | None = None) -> tuple[sp.csr_matrix, np.ndarray] | None:
-    """(X, y) of a plain LIBSVM text, or None when the careful reader should look."""
+def read_libsvm_fast(data: bytes, n_features: int | None = None,
+                     raw: bool = False) -> tuple[sp.csr_matrix, np.ndarray] | None:
+    """(X, y) of a plain LIBSVM text, or None when the careful reader should look.
+
+    ``raw`` keeps indices as written (column i is index i), for a split of a file
+    whose base is decided file-wide; otherwise 1-based unless some index is 0.
+    """
     if b"#" in data or b"qid" in data:
         return None
     buf = np.frombuffer(data, dtype=np.uint8)
@@ -74,7 +79,7 @@ def read_libsvm_fast(data: bytes, n_features: int | None = None) -> tuple[sp.csr
     if ((np.diff(index) <= 0) & (np.diff(pair_line) == 0)).any():
         return None  # indices must increase along a line
     cols = index.astype(np.int64)
-    if cols.min() != 0:
+    if not raw and cols.min() != 0:
         cols -= 1  # 1-based, as LIBSVM files are unless some index is 0
     width = int(cols.max()) + 1
     if n_features is not None:

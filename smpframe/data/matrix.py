@@ -32,23 +32,33 @@ def load_libsvm(path: str | Path, n_features: int | None = None) -> tuple[sp.csr
     if n_features is not None and not 1 <= n_features <= MAX_INDEX:
         raise InputError(f"n_features must be between 1 and {MAX_INDEX}, got {n_features}")
     data = read_text(path)
-    fast = read_libsvm_fast(data, n_features)
-    if fast is not None:
-        budget.check(fast[0].shape[1] * budget.BYTES_PER_FEATURE,
-                     f"{fast[0].shape[1]} features (the largest index)", path)
-        return fast
-    from sklearn.datasets import load_svmlight_file  # half a second of import: only here
-
-    try:
-        X, y = load_svmlight_file(
-            io.BytesIO(data), n_features=n_features, dtype=np.float64, zero_based="auto"
-        )
-    except Exception as exc:  # ValueError, OverflowError...: translated to file:line below
-        _raise_libsvm_error(data, path, n_features, str(exc))
+    X, y = parse_libsvm(data, path, n_features)
     if X.shape[0] == 0:
         raise InputError("file is empty" if not data.strip() else "no samples in file", path)
     budget.check(X.shape[1] * budget.BYTES_PER_FEATURE, f"{X.shape[1]} features (the largest index)",
                  path)
+    return X, y
+
+
+def parse_libsvm(data: bytes, path: str | Path, n_features: int | None = None,
+                 raw: bool = False) -> tuple[sp.csr_matrix, np.ndarray]:
+    """(X, y) of LIBSVM text ``data`` read from ``path`` (named in errors, with the line).
+
+    ``raw`` keeps indices as written (see :func:`read_libsvm_fast`); a split of a file
+    passes it, and the file's base is decided from every split's smallest index.
+    """
+    fast = read_libsvm_fast(data, n_features, raw)
+    if fast is not None:
+        return fast
+    if not data.strip():
+        return sp.csr_matrix((0, n_features or 0)), np.zeros(0)
+    from sklearn.datasets import load_svmlight_file  # half a second of import: only here
+
+    try:
+        X, y = load_svmlight_file(io.BytesIO(data), n_features=n_features, dtype=np.float64,
+                                  zero_based=True if raw else "auto")
+    except Exception as exc:  # ValueError, OverflowError...: translated to file:line below
+        _raise_libsvm_error(data, path, n_features, str(exc))
     if not (np.isfinite(X.data).all() and np.isfinite(y).all()):
         _raise_libsvm_error(data, path, n_features, "non-finite value")
     return X, y
@@ -271,6 +281,13 @@ def load_vector(path: str | Path) -> np.ndarray:
     return values
 
 
+def xy_format(path: str | Path, fmt: str | None = None) -> str:
+    """``fmt``, or by suffix: ``.mtx``/``.mm`` are Matrix Market, the rest LIBSVM."""
+    if fmt is not None:
+        return fmt
+    return "mm" if Path(path).suffix.lower() in (".mtx", ".mm") else "libsvm"
+
+
 def load_xy(
     path: str | Path, fmt: str | None = None, labels: str | Path | None = None
 ) -> tuple[sp.csr_matrix | np.ndarray, np.ndarray]:
@@ -281,8 +298,7 @@ def load_xy(
     targets come from ``labels`` or the sibling ``<stem>.labels``.
     """
     path = Path(path)
-    if fmt is None:
-        fmt = "mm" if path.suffix.lower() in (".mtx", ".mm") else "libsvm"
+    fmt = xy_format(path, fmt)
     if fmt == "libsvm":
         X, y = load_libsvm(path)
     elif fmt == "mm":

@@ -38,7 +38,7 @@ from smpframe.sockets import NOBLOCK, recv_frames, send_frames
 CLUSTER_OPTIONS = frozenset({"workers", "devices", "slowdowns", "bind", "curve_secret",
                              "curve_allow", "curve_server", "worker_args", "heartbeat_interval",
                              "scheduler_timeout", "max_message_bytes", "log_level", "launcher",
-                             "port", "scheduler_host", "key_dir", "insecure"})
+                             "port", "scheduler_host", "key_dir", "insecure", "ray_address"})
 #: seconds a closing cluster waits for the last run's workers to report back
 DRAIN = 3.0
 
@@ -58,7 +58,7 @@ class Cluster:
         self.config = resolve_config(config, overrides)
         self.devices = list(self.config.devices or ["cpu"] * self.config.n_workers)
         self.procs: list[Any] = []  # local worker processes
-        self.remote: launchers.SlurmWorkers | None = None
+        self.remote: launchers.SlurmWorkers | launchers.RayWorkers | None = None
         self.keys: launchers.RunKeys | None = None
         self._worker_config = self.config.replace(persist=True)
         if self.config.launcher == launchers.LOCAL:
@@ -105,17 +105,31 @@ class Cluster:
         return result
 
     def _start_off_loopback(self) -> None:
-        """Slurm or rank-0-of-env: listen on every interface, with per-run keys."""
-        config, env = self.config, self.config.launcher == launchers.ENV
+        """Slurm, Ray or rank-0-of-env: listen on every interface, with per-run keys."""
+        config, launcher = self.config, self.config.launcher
+        env, ray = launcher == launchers.ENV, launcher == launchers.RAY
         port = launchers.env_port(config) if env else (config.port or 0)
         if not config.insecure:
             self.keys = launchers.RunKeys(launchers.key_folder(config) if env else None)
             config = self.keys.scheduler(config)
         self.endpoint = Endpoint(config.replace(bind=f"tcp://0.0.0.0:{port}"))
-        self.address = f"tcp://{launchers.advertised_host()}:{self.endpoint.address.rsplit(':', 1)[1]}"
-        if not env:
-            extra = [] if self.keys is None else self.keys.worker_args(self.keys.folder)
-            self.remote = launchers.SlurmWorkers(self.address, self._worker_config, extra)
+        port = self.endpoint.address.rsplit(":", 1)[1]
+        try:
+            if ray:
+                self.remote = launchers.RayWorkers(self._worker_config)
+                self.address = f"tcp://{self.remote.node_address()}:{port}"
+                self.remote.start(self.address, self.keys)
+            else:
+                host = launchers.advertised_host()
+                self.address = f"tcp://{host}:{port}"
+                if not env:
+                    extra = [] if self.keys is None else self.keys.worker_args(self.keys.folder)
+                    self.remote = launchers.SlurmWorkers(self.address, self._worker_config, extra)
+        except BaseException:
+            self.endpoint.close()
+            if self.keys is not None:
+                self.keys.remove()
+            raise
 
     def _gone(self) -> str | None:
         """Why no worker can be left (None while some may be)."""

@@ -1,10 +1,11 @@
-"""Where a cluster's workers run: child processes, one Slurm ``srun`` step, or the other
-ranks of a rank launcher (srun, mpirun, a Kubernetes Indexed Job, torchrun).
+"""Where a cluster's workers run: child processes, one Slurm ``srun`` step, the other
+ranks of a rank launcher (srun, mpirun, a Kubernetes Indexed Job, torchrun), or Ray actors.
 
 Each launcher starts the workers pointed at the scheduler's address, says when they are
 all gone, replaces the dead ones where it can, and stops them. Off loopback (slurm,
-env) a run is secure by default: a per-run CURVE key pair, written where only this user
-can read it, is handed to the launcher's own workers (``--insecure`` opts out).
+env, ray) a run is secure by default: a per-run CURVE key pair, written where only this
+user can read it (for Ray: handed to each actor with its task, and written by it to a
+private folder), is given to the launcher's own workers (``--insecure`` opts out).
 """
 from __future__ import annotations
 
@@ -18,12 +19,12 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Mapping
+from typing import Any, Mapping
 
 from smpframe.config import RunConfig
 from smpframe.errors import InputError
 
-LOCAL, SLURM, ENV = "local", "slurm", "env"
+LOCAL, SLURM, ENV, RAY = "local", "slurm", "env", "ray"
 #: where rank launchers put a task's rank and the number of tasks, most specific first
 RANK_VARS = ("SLURM_PROCID", "OMPI_COMM_WORLD_RANK", "PMI_RANK", "JOB_COMPLETION_INDEX", "RANK")
 SIZE_VARS = ("SLURM_NTASKS", "OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "WORLD_SIZE")
@@ -183,6 +184,99 @@ class SlurmWorkers:
             except subprocess.TimeoutExpired:
                 os.killpg(self.step.pid, signal.SIGKILL)
                 self.step.wait(timeout=grace)
+
+
+class RayWorkers:
+    """The workers as Ray actors on an existing Ray cluster, one per worker, spread over
+    its nodes (a GPU worker asks Ray for a GPU). Each actor runs the ordinary worker loop; the data plane stays
+    ZeroMQ. ``ray.init`` joins ``--ray-address`` (default: the cluster this machine is
+    part of, as ``ray start`` left it)."""
+
+    def __init__(self, config: RunConfig) -> None:
+        try:
+            import ray
+        except ImportError:
+            raise InputError("--launcher ray needs Ray: pip install 'smpframe[ray]'") from None
+        self.ray, self.config = ray, config
+        self.actors: list[Any] = []
+        self.tasks: list[Any] = []
+        if config.ray_address and "://" not in config.ray_address:
+            _probe(config.ray_address)  # ray.init retries an absent cluster for minutes
+        try:
+            ray.init(address=config.ray_address or "auto", ignore_reinit_error=True,
+                     log_to_driver=False, logging_level="ERROR")
+        except (ConnectionError, RuntimeError, ValueError) as exc:
+            raise InputError(f"--launcher ray: cannot reach a Ray cluster at "
+                             f"{config.ray_address or 'auto'}: {exc}") from None
+
+    def node_address(self) -> str:
+        """This node's address as the Ray cluster knows it (what its actors can reach)."""
+        return self.ray.util.get_node_ip_address()
+
+    def start(self, address: str, keys: "RunKeys | None") -> None:
+        """One actor per worker, each serving the scheduler at ``address``."""
+        ray, config = self.ray, self.config
+        secrets = {} if keys is None else {
+            name: (keys.folder / name).read_text()
+            for name in ("worker.key_secret", "scheduler.key")}
+        actor = ray.remote(max_restarts=0, max_concurrency=1)(RayWorker)
+        for device in config.devices or ["cpu"] * config.n_workers:
+            gpus = 0 if device == "cpu" else 1
+            handle = actor.options(num_cpus=1, num_gpus=gpus, scheduling_strategy="SPREAD").remote()
+            args = ["--connect", address, "--device", "gpu" if gpus else "cpu",
+                    "--log-level", config.log_level, "--persist", *config.worker_args]
+            self.actors.append(handle)
+            self.tasks.append(handle.serve.remote(args, secrets))
+
+    def gone(self) -> str | None:
+        if not self.tasks:
+            return None
+        done, _ = self.ray.wait(self.tasks, num_returns=len(self.tasks), timeout=0)
+        if len(done) < len(self.tasks):
+            return None
+        return "every Ray worker actor ended"
+
+    def replace_dead(self) -> None:
+        """An actor that died is not restarted: the run goes on without it."""
+
+    def stop(self, grace: float = 10.0) -> None:
+        if self.tasks:
+            self.ray.wait(self.tasks, num_returns=len(self.tasks), timeout=grace)
+        for handle in self.actors:
+            self.ray.kill(handle)
+        self.ray.shutdown()
+
+
+def _probe(address: str, timeout: float = 5.0) -> None:
+    """Raise a one-line InputError unless something listens at ``host:port``."""
+    host, _, port = address.rpartition(":")
+    try:
+        with socket.create_connection((host or "127.0.0.1", int(port)), timeout=timeout):
+            return
+    except ValueError:
+        raise InputError(f"--ray-address {address}: expected host:port") from None
+    except OSError as exc:
+        raise InputError(f"--launcher ray: cannot reach a Ray cluster at {address}: "
+                         f"{exc.strerror or exc}") from None
+
+
+class RayWorker:
+    """A Ray actor that serves as one worker (the ``smpframe worker`` loop, in the actor)."""
+
+    def serve(self, args: list[str], secrets: dict[str, str]) -> int:
+        from smpframe.cli import main
+
+        if secrets:
+            folder = Path(tempfile.mkdtemp(prefix=".smpframe-keys-"))
+            try:
+                for name, text in secrets.items():
+                    path = folder / name
+                    path.write_text(text)
+                    os.chmod(path, 0o600)
+                return main(["worker", *args, *RunKeys.worker_args(folder)])
+            finally:
+                shutil.rmtree(folder, ignore_errors=True)
+        return main(["worker", *args])
 
 
 def serve_env_worker(config: RunConfig) -> int:

@@ -16,7 +16,7 @@ import numpy as np
 import zmq
 
 from smpframe import security
-from smpframe.api import SchedulerContext, SMPProgram
+from smpframe.api import SchedulerContext, SMPProgram, Splits, rows_context
 from smpframe.config import SCHEDULER, RunConfig
 from smpframe.data import budget
 from smpframe.errors import ClusterError, InputError, ProgramError, ProtocolError
@@ -88,10 +88,32 @@ class SchedulerServer:
         budget.set_limit(config.memory_budget())
         _run_user("check_params", program.check_params)
         dataset = _run_user("load_data", program.load_data, source)
+        if isinstance(dataset, Splits) and config.read_on == "scheduler":
+            dataset = _run_user("load_data", dataset.read)
         n_fragments = config.fragments or max(1, program.fragments_per_worker * config.n_workers)
-        self.ctx = SchedulerContext(dataset=dataset, bounds=dataset.bounds(n_fragments),
-                                    rng=np.random.default_rng(config.seed))
+        rng = np.random.default_rng(config.seed)
+        if isinstance(dataset, Splits):  # the workers read it: bounds and facts come from them
+            self.ctx = SchedulerContext(dataset, [(0, 0)] * len(dataset.cut(n_fragments)), rng)
+        else:
+            self.ctx = _run_user("describe", rows_context, program, dataset, n_fragments, rng)
         self.params = program.get_params()
+        if self.ctx.has_rows:
+            self.prepare()
+        self.run_id = uuid.uuid4().hex[:12]
+        self._owns_endpoint = endpoint is None
+        self.endpoint = endpoint or Endpoint(config, local)
+        self.socket, self.address = self.endpoint.socket, self.endpoint.address
+        self.metrics: list[dict[str, Any]] = []
+        self.dropped = 0
+        #: traffic so far (benchmarks read it between rounds)
+        self.wire = {"messages_in": 0, "messages_out": 0, "bytes_in": 0, "bytes_out": 0}
+        self._stop_reason: str | None = None
+        self.state: SchedulerState | None = None
+
+    def prepare(self) -> None:
+        """``init`` (from ``ctx.facts``), the resumed checkpoint and the kernels: once the
+        facts are in (at once for in-memory rows; after the workers' first read for splits)."""
+        config, program = self.config, self.program
         _run_user("init", program.init, self.ctx)
         if config.resume:
             state, model = read_checkpoint(config.resume)
@@ -103,16 +125,6 @@ class SchedulerServer:
             restore(self.ctx, state, model, config.resume)
             log.info("resumed from round %d", self.ctx.round)
         _run_user("warm_up", program.warm_up, "scheduler", np)
-        self.run_id = uuid.uuid4().hex[:12]
-        self._owns_endpoint = endpoint is None
-        self.endpoint = endpoint or Endpoint(config, local)
-        self.socket, self.address = self.endpoint.socket, self.endpoint.address
-        self.metrics: list[dict[str, Any]] = []
-        self.dropped = 0
-        #: traffic so far (benchmarks read it between rounds)
-        self.wire = {"messages_in": 0, "messages_out": 0, "bytes_in": 0, "bytes_out": 0}
-        self._stop_reason: str | None = None
-        self.state: SchedulerState | None = None
 
     def request_stop(self, reason: str = "stopped by request") -> None:
         """Ask the loop (possibly on another thread) to end the run and stop the workers."""
@@ -135,7 +147,7 @@ class SchedulerServer:
                    "heartbeat_interval": self.config.worker_heartbeat_interval(),
                    "scheduler_timeout": self.config.worker_scheduler_timeout()}
         self.state = state = SchedulerState(self.program, self.ctx, self.run_id, self.config, now,
-                                            welcome=welcome)
+                                            welcome=welcome, prepare=self.prepare)
         for identity, info in waiting:
             self._send(state.on_hello(identity, info, now))
         next_tick = next_report = now
@@ -157,7 +169,7 @@ class SchedulerServer:
                     problem = watch() if watch is not None else None
                     if problem is not None and not state.finished:
                         self._send(state.abort(problem, now))
-                if now >= next_report and state.running:
+                if now >= next_report and state.ready:
                     self._report(state, (self.ctx.round - rounds_at_report) / max(now - last_report, 1e-9))
                     rounds_at_report, last_report = self.ctx.round, now
                     next_report = now + self.config.progress_interval
@@ -170,14 +182,17 @@ class SchedulerServer:
         finally:
             self._close()
         seconds = self.ctx.elapsed
-        self._report(state, self.ctx.round / max(seconds, 1e-9), final=True)  # the run's average
-        if state.error:
-            raise ClusterError(state.error)
+        if state.error is None:
+            self._report(state, self.ctx.round / max(seconds, 1e-9), final=True)  # the run's average
+        else:
+            raise (InputError if state.bad_input else ClusterError)(state.error)
         summary, model = _run_user("result", self.program.result, self.ctx)
         summary.update(rounds=self.ctx.round, seconds=round(seconds, 4),
                        converged=bool(self.ctx.converged), workers=self.config.n_workers,
                        fragments=self.ctx.n_fragments, dropped_messages=self.dropped,
-                       worker_peak_mb=max(state.peak_mb.values(), default=None))
+                       worker_peak_mb=max(state.peak_mb.values(), default=None),
+                       scheduler_peak_mb=budget.peak_memory_mb(), read_on=(
+                           "scheduler" if self.ctx.has_rows else "workers"))
         files = _run_user("extra_outputs", self.program.extra_outputs, self.ctx)
         return RunResult(summary, model, self.metrics, state.events, files)
 
@@ -211,7 +226,8 @@ class SchedulerServer:
         if msg.type == "RESULT":
             return state.on_result(worker, msg, now)
         if msg.type == "FAILED":
-            return state.on_failed(worker, str(msg.body.get("reason", "?")), now)
+            return state.on_failed(worker, str(msg.body.get("reason", "?")),
+                                   msg.body.get("input") is True, now)
         if msg.type == "BYE":
             return state.on_bye(worker, now)
         self.dropped += 1

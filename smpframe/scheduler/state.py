@@ -32,26 +32,29 @@ from typing import Any, Callable
 
 import numpy as np
 
-from smpframe.api import PerFragment, SchedulerContext, SMPProgram
+from smpframe.api import PerFragment, SchedulerContext, SMPProgram, Splits
+from smpframe.data import splits
 from smpframe.arrays import is_sparse
 from smpframe.config import RunConfig
-from smpframe.errors import ProgramError
-from smpframe.protocol import Message
+from smpframe.errors import InputError, ProgramError
+from smpframe.protocol import DESCRIBE, LOAD, READ, Message
 from smpframe.scheduling.hetero import ThroughputTracker, assign_fragments, should_rebalance
 
 log = logging.getLogger("smpframe.scheduler")
+
 
 Outgoing = list[tuple[str, Message]]
 
 
 def _contained(event: Callable[..., Outgoing]) -> Callable[..., Outgoing]:
-    """An event method whose program errors end the run (STOP to every worker)."""
+    """An event method whose program errors, and errors in the data the workers read,
+    end the run (STOP to every worker)."""
     @functools.wraps(event)
     def handle(self: "SchedulerState", *args: Any) -> Outgoing:
         try:
             return event(self, *args)
-        except ProgramError as exc:
-            self.error = str(exc)
+        except (ProgramError, InputError) as exc:
+            self.error, self.bad_input = str(exc), isinstance(exc, InputError)
             self.inflight.clear()
             return self._finish(args[-1])
     return handle
@@ -86,8 +89,8 @@ class SchedulerState:
     """Round engine, worker registry and fragment ownership for one run."""
 
     def __init__(self, program: SMPProgram, ctx: SchedulerContext, run_id: str,
-                 config: RunConfig, now: float,
-                 welcome: dict[str, Any] | None = None) -> None:
+                 config: RunConfig, now: float, welcome: dict[str, Any] | None = None,
+                 prepare: Callable[[], None] | None = None) -> None:
         self.program = program
         self.ctx = ctx
         self.run_id = run_id
@@ -105,6 +108,7 @@ class SchedulerState:
         self.ready = False  # every initial fragment loaded: rounds may start, the clock runs
         self.finished = False
         self.error: str | None = None
+        self.bad_input = False  # the error is the data's (or an option's): exit as for bad input
         self.events: list[dict[str, Any]] = []
         self.all_lost_at: float | None = None
         self.failed_workers: set[tuple[str, int]] = set()  # (host, pid) of failed processes
@@ -113,7 +117,17 @@ class SchedulerState:
         self._imbalanced = False
         self.peak_mb: dict[str, float] = {}  # peak resident memory each worker reported
         self.throughput = ThroughputTracker()
-        self._sizes = [float(ctx.dataset.row_weights()[a:b].sum()) for a, b in ctx.bounds]
+        # in-memory rows: load at once; splits: the workers read them first (READ), then
+        # describe them under the file-wide layout (DESCRIBE), then ``prepare`` runs
+        # ``init`` from the facts and the fragments load (LOAD)
+        self.prepare = prepare
+        if isinstance(ctx.dataset, Splits):
+            self.phase, self.layout = READ, None
+            self._sizes = [splits.split_bytes(part) for part in ctx.dataset.parts]
+        else:
+            self.phase, self.layout = LOAD, None
+            self._sizes = [float(ctx.dataset.row_weights()[a:b].sum()) for a, b in ctx.bounds]
+        self.facts: dict[int, dict[str, Any]] = {}  # this phase's, by fragment
 
     # ---- events ---------------------------------------------------------------------
     @_contained
@@ -160,9 +174,14 @@ class SchedulerState:
             return self._unknown(worker)
         record.last_seen = now
         if msg.round == -1:
-            loaded = msg.body.get("loaded")
-            if not (isinstance(loaded, list) and all(type(f) is int for f in loaded)):
+            loaded, facts = msg.body.get("loaded"), msg.body.get("facts", {})
+            if not (isinstance(loaded, list) and all(type(f) is int for f in loaded)) \
+                    or not isinstance(facts, dict):
                 return self._fail_worker(worker, "malformed load acknowledgement", now)
+            if self.phase != LOAD and msg.body.get("phase") == self.phase:
+                problem = self._take_facts(worker, loaded, facts)
+                if problem:
+                    return self._fail_worker(worker, problem, now)
             record.loading.difference_update(loaded)
             return self._advance(now)
         rnd = self.inflight.get(msg.round)
@@ -196,6 +215,43 @@ class SchedulerState:
             return []  # the oldest round still waits: nothing can commit or be dispatched
         return self._advance(now)
 
+    def _take_facts(self, worker: str, loaded: list[int], facts: dict[str, Any]) -> str | None:
+        """Keep the facts a worker read for fragments it still owns; why not, if malformed."""
+        for frag in loaded:
+            fact = facts.get(str(frag))
+            if self.owner.get(frag) != worker:
+                continue
+            if not isinstance(fact, dict):
+                return f"no facts for fragment {frag}"
+            bad = _nonfinite(fact)
+            if bad:
+                return f"non-finite value in {bad!r} of fragment {frag}'s facts"
+            if self.phase == READ and not (type(fact.get("n_rows")) is int and fact["n_rows"] >= 0):
+                return f"fragment {frag}: n_rows must be an integer >= 0"
+            self.facts[frag] = fact
+        return None
+
+    def _next_phase(self, now: float) -> None:
+        """Every fragment's facts of this phase are in: combine them, then load again."""
+        dataset, n = self.ctx.dataset, self.ctx.n_fragments
+        facts = [self.facts[f] for f in range(n)]
+        if self.phase == READ:
+            self.layout = splits.layout(dataset.reader, facts, dataset.path)
+            edges = np.concatenate([[0], np.cumsum([f["n_rows"] for f in facts])]).astype(int)
+            self.ctx.bounds = [(int(a), int(b)) for a, b in zip(edges[:-1], edges[1:])]
+            dataset.meta.update(n_rows=int(edges[-1]), **self.layout)
+            self.phase = DESCRIBE
+        else:
+            self.ctx.facts = {f: facts[f] for f in range(n)}
+            if self.prepare is not None:
+                self.prepare()
+            self.next_round = self.ctx.round  # a resumed run goes on from its checkpoint
+            self.phase = LOAD
+        self.facts = {}
+        self._event(self.phase, now)
+        for record in self.workers.values():
+            record.to_load |= record.fragments  # the next phase's item, for what each holds
+
     def _check_partial(self, rnd: Round, frag: int, payload: dict[str, Any]) -> str | None:
         """Why a partial cannot be committed, or None: NaN/Inf; keys or kinds of value
         other than the round's first accepted partial's; the program's own check."""
@@ -218,10 +274,16 @@ class SchedulerState:
         return None
 
     @_contained
-    def on_failed(self, worker: str, reason: str, now: float) -> Outgoing:
-        """The program raised on a worker (``reason`` names the method and exception)."""
+    def on_failed(self, worker: str, reason: str, bad_input: bool, now: float) -> Outgoing:
+        """The program raised on a worker (``reason`` names the method and exception), or
+        (``bad_input``) its split of the data cannot be read. Before the rounds begin that
+        ends the run, as a bad file does in the scheduler (another owner would read the
+        same bytes); later (a re-read after a failure) it is that worker's fault."""
         if worker not in self.workers:
             return []
+        if bad_input and not self.ready:
+            self.error, self.bad_input = reason, True
+            return self._finish(now)
         return self._program_fault(worker, reason, now)
 
     def _program_fault(self, worker: str, reason: str, now: float) -> Outgoing:
@@ -382,6 +444,11 @@ class SchedulerState:
             out += self._flush_loads()
             if any(r.loading for r in self.workers.values()):
                 return out
+            if self.phase != LOAD:
+                if len(self.facts) < self.ctx.n_fragments:
+                    return out  # an orphaned fragment waits for an owner
+                self._next_phase(now)
+                return out + self._flush_loads()
             self.ready = True
             self.ctx.started = now
             self._event("ready", now)
@@ -510,10 +577,20 @@ class SchedulerState:
         return self._msg("WORK", round=number, body=body)
 
     def _fragment_payload(self, frag: int) -> dict[str, Any]:
+        """A LOAD item: the rows (in-memory data) or the split to read, and at LOAD the
+        fragment's bounds and model snapshot (see the executor for the READ/DESCRIBE items)."""
+        dataset = self.ctx.dataset
+        if self.phase != LOAD:
+            return {"id": frag, "phase": self.phase, "split": dataset.parts[frag],
+                    "layout": self.layout}
         start, stop = self.ctx.bounds[frag]
-        return {"id": frag, "start": start, "stop": stop,
-                "data": self.ctx.dataset.fragment(start, stop),
+        item = {"id": frag, "phase": LOAD, "start": start, "stop": stop,
                 "model": self._call("snapshot", self.program.snapshot, self.ctx, frag)}
+        if isinstance(dataset, Splits):
+            item.update(split=dataset.parts[frag], layout=self.layout, meta=dataset.meta)
+        else:
+            item["data"] = dataset.fragment(start, stop)
+        return item
 
     def _call(self, method: str, fn: Callable[..., Any], *args: Any) -> Any:
         """Run a scheduler-side program method; its exception becomes a ProgramError."""

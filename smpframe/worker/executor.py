@@ -7,14 +7,15 @@ reply is a FAILED message naming the method, the exception and the fragment.
 """
 from __future__ import annotations
 
-import resource
 import time
 import traceback
+from dataclasses import dataclass
 from typing import Any, Callable
 
 from smpframe.api import Fragment, SMPProgram, WorkerContext
-from smpframe.errors import ProtocolError
-from smpframe.protocol import Message
+from smpframe.data import budget, splits
+from smpframe.errors import InputError, ProtocolError
+from smpframe.protocol import DESCRIBE, LOAD, READ, Message
 
 
 class UserCodeFailed(Exception):
@@ -49,7 +50,14 @@ def _check_work(body: dict[str, Any]) -> None:
             or not (isinstance(body.get("tasks"), list) or body.get("tasks") == "*"):
         raise ProtocolError("malformed WORK message")
     for item in body["load"]:
-        if not (isinstance(item, dict) and {"id", "start", "stop", "data", "model"} <= set(item)):
+        if not isinstance(item, dict) or type(item.get("id")) is not int:
+            raise ProtocolError("malformed fragment in WORK message")
+        if "split" in item:
+            if not (splits.valid(item["split"]) and item.get("phase", LOAD) in (READ, DESCRIBE, LOAD)):
+                raise ProtocolError("malformed split in WORK message")
+        elif not {"start", "stop", "data", "model"} <= set(item):
+            raise ProtocolError("malformed fragment in WORK message")
+        if item.get("phase", LOAD) == LOAD and not {"start", "stop", "model"} <= set(item):
             raise ProtocolError("malformed fragment in WORK message")
 
 
@@ -66,15 +74,32 @@ def execute(program: SMPProgram, wctx: WorkerContext, msg: Message,
                     call("sync", program.sync, wctx, frag, update, fragment=frag.id)
         for frag_id in body["drop"]:
             wctx.fragments.pop(frag_id, None)
+        facts: dict[str, Any] = {}
+        phase = LOAD
         for item in body["load"]:
+            phase = item.get("phase", LOAD)
+            if phase != LOAD:
+                facts[str(item["id"])] = _read_facts(program, wctx, item)
+                continue
             frag = Fragment(int(item["id"]), int(item["start"]), int(item["stop"]))
-            frag.state = call("load", program.load, wctx, frag, item["data"], item["model"],
+            if "split" in item:
+                wctx.meta.update(item.get("meta") or {})
+                data = _split_rows(wctx, item)
+                wctx.staged.pop(frag.id, None)  # the fragment's state holds what it needs
+            else:
+                data = item["data"]
+            frag.state = call("load", program.load, wctx, frag, data, item["model"],
                               fragment=frag.id)
             wctx.fragments[frag.id] = frag
         tasks = sorted(wctx.fragments) if body["tasks"] == "*" else body["tasks"]
         if not tasks:
             loaded = [int(item["id"]) for item in body["load"]]
-            return Message("RESULT", round=-1, body={"loaded": loaded}) if loaded else None
+            if not loaded:
+                return None
+            reply = {"loaded": loaded, "phase": phase}
+            if facts:
+                reply["facts"] = facts
+            return Message("RESULT", round=-1, body=reply)
         blocks = body["blocks"]
         started = time.perf_counter()
         partials: dict[str, Any] = {}
@@ -92,17 +117,42 @@ def execute(program: SMPProgram, wctx: WorkerContext, msg: Message,
             seconds *= slowdown
     except UserCodeFailed as exc:
         return failed(msg.round, exc)
+    except InputError as exc:  # a split that cannot be read: the data's fault, not this worker's
+        return Message("FAILED", round=msg.round, body={"reason": str(exc), "input": True})
     return Message("RESULT", round=msg.round, body={"partials": partials, "seconds": seconds,
-                                                    "peak_mb": peak_memory_mb()})
+                                                    "peak_mb": budget.peak_memory_mb()})
 
 
-_peak = {"mb": 0.0, "at": -1.0}
+@dataclass
+class Staged:
+    """A split read and not yet loaded: its rows (under the file's layout once ``finished``)."""
+
+    split: dict[str, Any]
+    rows: dict[str, Any]
+    facts: dict[str, Any]
+    finished: bool = False
 
 
-def peak_memory_mb() -> float:
-    """This process's peak resident memory (Linux ru_maxrss is in KiB), read at most
-    every half second: a system call per round shows in an empty round's cost."""
-    now = time.monotonic()
-    if now - _peak["at"] >= 0.5:
-        _peak.update(mb=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0, 1), at=now)
-    return _peak["mb"]
+def _split_rows(wctx: WorkerContext, item: dict[str, Any]) -> dict[str, Any]:
+    """A split's rows under the file's layout: read once, kept until the fragment loads."""
+    staged = wctx.staged.get(item["id"])
+    try:
+        if staged is None or staged.split != item["split"]:
+            staged = wctx.staged[item["id"]] = Staged(item["split"], *splits.read(item["split"]))
+        if not staged.finished and item.get("layout") is not None:
+            staged.rows, staged.finished = splits.finish(staged.split, staged.rows, item["layout"]), True
+    except InputError:
+        raise
+    except Exception as exc:  # a layout or split the scheduler should not have sent
+        raise UserCodeFailed(f"reading split {item['split']} failed: {type(exc).__name__}: {exc}",
+                             traceback.format_exc()) from exc
+    return staged.rows
+
+
+def _read_facts(program: SMPProgram, wctx: WorkerContext, item: dict[str, Any]) -> dict[str, Any]:
+    """A READ item's reader facts, or a DESCRIBE item's program facts."""
+    rows = _split_rows(wctx, item)
+    if item["phase"] == READ:
+        return wctx.staged[item["id"]].facts
+    frag = Fragment(int(item["id"]), 0, 0)
+    return call("describe", program.describe, wctx, frag, rows, fragment=frag.id)

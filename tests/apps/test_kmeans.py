@@ -9,6 +9,7 @@ import pytest
 from sklearn.cluster import KMeans as SkKMeans
 
 from smpframe import Fragment, RunConfig, SchedulerContext, WorkerContext, run_local
+from smpframe.api import rows_context
 from smpframe.apps.kmeans import KMeans, lloyd_partials_array, lloyd_partials_numba
 from smpframe.apps.kmeans_kernels import assign_and_accumulate
 from smpframe.cli import main
@@ -26,7 +27,7 @@ def scheduler_context(program: KMeans, X, n_fragments: int, seed: int = 0) -> Sc
     """What the scheduler builds before the first round: checked parameters, data, init."""
     program.check_params()
     ds = program.load_data(X)
-    ctx = SchedulerContext(dataset=ds, bounds=ds.bounds(n_fragments), rng=np.random.default_rng(seed))
+    ctx = rows_context(program, ds, n_fragments, np.random.default_rng(seed))
     program.init(ctx)
     program.warm_up("scheduler", np)
     return ctx
@@ -189,7 +190,7 @@ def test_bad_parameters_and_init(tmp_path, blobs):
     with pytest.raises(InputError, match="init_centers"):
         KMeans(k=2, init_centers=[[1.0, 2.0], [3.0]]).check_params()
     with pytest.raises(InputError, match="more than the 4 rows"):
-        KMeans(k=5).load_data(np.zeros((4, 2)))
+        run_inprocess(KMeans(k=5), np.zeros((4, 2)))
     with pytest.raises(InputError, match=r"shape \(2, 3\), expected \(16, 3\)"):
         run_inprocess(KMeans(k=16, init_centers=[[0, 0, 0], [1, 1, 1]]), blobs)
     np.save(tmp_path / "init.npy", np.zeros((16, 2)))

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import scipy.sparse as sp
 from sklearn.linear_model import Lasso as SkLasso
 
 from smpframe import Cluster, RunConfig, run_local
@@ -74,14 +75,15 @@ def test_max_rounds_stops_unconverged(problem):
     {"c": np.float64(1.0), "sr": 0.0},                   # 0-d
 ])
 def test_check_partial_refuses_malformed_partials(partial):
-    from smpframe.api import SchedulerContext
+    from smpframe.api import rows_context
 
     program = Lasso(lam=0.1)
     ds = program.load_data(None)
-    ctx = SchedulerContext(dataset=ds, bounds=ds.bounds(2), rng=np.random.default_rng(0))
+    ctx = rows_context(program, ds, 2, np.random.default_rng(0))
     program.init(ctx)
     block = {"kind": "block", "idx": np.arange(4)}
-    program.check_partial(ctx, block, 0, {"c": np.zeros(4), "sr": 0.0})  # a good one passes
+    good = {"c": np.zeros(4), "sr": 0.0, "G": sp.csr_matrix((4, 4))}
+    program.check_partial(ctx, block, 0, good)  # a good one passes
     with pytest.raises(ValueError, match="'c' must be an array of shape"):
         program.check_partial(ctx, block, 0, partial)
 

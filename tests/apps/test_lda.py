@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 from scipy.optimize import linear_sum_assignment
 
-from smpframe import Fragment, LocalCluster, SchedulerContext, WorkerContext, run_local
+from smpframe import Fragment, LocalCluster, WorkerContext, run_local
+from smpframe.api import rows_context
 from smpframe.apps import lda_kernels as lk
 from smpframe.apps.lda import LDA, balance_word_blocks, expand_tokens
 from smpframe.data.synthetic_corpus import make_corpus
@@ -51,8 +52,7 @@ class Driver:
         self.program = program
         program.check_params()
         self.ds = program.load_data(corpus)
-        self.ctx = SchedulerContext(dataset=self.ds, bounds=self.ds.bounds(n_fragments),
-                                    rng=np.random.default_rng(seed))
+        self.ctx = rows_context(program, self.ds, n_fragments, np.random.default_rng(seed))
         program.init(self.ctx)
         program.warm_up("scheduler", np)
         self.workers = [self._worker()]

@@ -11,7 +11,7 @@ from collections import deque
 import numpy as np
 import pytest
 
-from smpframe.api import Dataset, SchedulerContext, SMPProgram, WorkerContext
+from smpframe.api import Dataset, SchedulerContext, SMPProgram, Splits, WorkerContext, rows_context
 from smpframe.config import RunConfig
 from smpframe.protocol import Message, decode, encode
 from smpframe.scheduler.state import SchedulerState
@@ -64,15 +64,20 @@ def wire(msg: Message) -> Message:
 class SimCluster:
     """Routes messages between a SchedulerState and in-process worker executors."""
 
-    def __init__(self, n_fragments=6, program=None, **config):
+    def __init__(self, n_fragments=6, program=None, source=None, **config):
         self.program = program or Drift()
-        ds = self.program.load_data(None)
-        self.ctx = SchedulerContext(dataset=ds, bounds=ds.bounds(n_fragments),
-                                    rng=np.random.default_rng(0))
-        self.program.init(self.ctx)
+        ds = self.program.load_data(source)
+        if isinstance(ds, Splits):  # the workers read it: init once their facts are in
+            self.ctx = SchedulerContext(ds, [(0, 0)] * len(ds.cut(n_fragments)), np.random.default_rng(0))
+            prepare = lambda: self.program.init(self.ctx)  # noqa: E731
+        else:
+            self.ctx = rows_context(self.program, ds, n_fragments, np.random.default_rng(0))
+            self.program.init(self.ctx)
+            prepare = None
         self.now = 0.0
         self.state = SchedulerState(self.program, self.ctx, "run", RunConfig(**config),
-                                    self.now, welcome={"program": "drift", "params": {}})
+                                    self.now, welcome={"program": "drift", "params": {}},
+                                    prepare=prepare)
         self.inbox: dict[str, deque] = {}
         self.wctx: dict[str, WorkerContext] = {}
         self.sent: list[tuple[str, Message]] = []
@@ -103,7 +108,8 @@ class SimCluster:
         if msg.type == "RESULT":
             self.deliver(self.state.on_result(worker, wire(msg), self.now))
         elif msg.type == "FAILED":
-            self.deliver(self.state.on_failed(worker, msg.body["reason"], self.now))
+            self.deliver(self.state.on_failed(worker, msg.body["reason"], msg.body.get("input") is True,
+                                              self.now))
 
     def pump(self, worker):
         """Handle all of a worker's queued messages, replying to each."""
@@ -245,9 +251,9 @@ def test_program_failure_on_two_workers_ends_the_run():
     sim = SimCluster(max_rounds=5, workers=3)
     for w in "abc":
         sim.join(w)
-    sim.deliver(sim.state.on_failed("a", "ValueError: boom", sim.now))
+    sim.deliver(sim.state.on_failed("a", "ValueError: boom", False, sim.now))
     assert not sim.state.finished and "a" not in sim.state.workers  # first: faulty worker
-    sim.deliver(sim.state.on_failed("b", "ValueError: boom", sim.now))
+    sim.deliver(sim.state.on_failed("b", "ValueError: boom", False, sim.now))
     assert sim.state.finished and "boom" in sim.state.error
     assert sim.types_to("c")[-1] == "STOP"
 

@@ -30,7 +30,7 @@ def deliver_garbage(sim, sender, msg):
     elif msg.type == "RESULT":
         out = state.on_result(sender, msg, now)
     elif msg.type == "FAILED":
-        out = state.on_failed(sender, str(msg.body.get("reason", "?")), now)
+        out = state.on_failed(sender, str(msg.body.get("reason", "?")), False, now)
     elif msg.type == "HEARTBEAT":
         out = state.on_heartbeat(sender, now)
     elif msg.type == "BYE":
