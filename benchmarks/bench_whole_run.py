@@ -52,16 +52,17 @@ print(KMeans(n_clusters=len(C), init=C, n_init=1, max_iter=20, tol=0.0, algorith
 
 
 def lasso_file(folder: Path, n: int, d: int, density: float) -> tuple[Path, float]:
-    """A LIBSVM regression file (written once) and its lambda = 0.1 lambda_max."""
-    from smpframe.data.synthetic import make_regression
-
-    X, y, _ = make_regression(n, d, density, 200, seed=0)
-    lam = 0.1 * float(np.abs(X.T @ (y - y.mean())).max()) / X.shape[0]
-    svm = folder / f"lasso-{n}x{d}.svm"
-    if not svm.exists():
+    """A LIBSVM regression file and its lambda = 0.1 lambda_max (both written once, so
+    this process never holds the data while it times others)."""
+    svm, lam_file = folder / f"lasso-{n}x{d}.svm", folder / f"lasso-{n}x{d}.lambda"
+    if not (svm.exists() and lam_file.exists()):
         from sklearn.datasets import dump_svmlight_file
+
+        from smpframe.data.synthetic import make_regression
+        X, y, _ = make_regression(n, d, density, 200, seed=0)
+        lam_file.write_text(repr(0.1 * float(np.abs(X.T @ (y - y.mean())).max()) / X.shape[0]))
         dump_svmlight_file(X, y, str(svm))
-    return svm, lam
+    return svm, float(lam_file.read_text())
 
 
 def make_files(folder: Path, big: bool) -> dict[str, list[list[str]]]:

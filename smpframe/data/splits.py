@@ -28,6 +28,8 @@ from smpframe.errors import InputError
 
 #: the smallest split worth a message round trip
 MIN_SPLIT_BYTES = 4096
+#: what one process reading a whole file parses at a time
+WHOLE_CHUNK_BYTES = 64 << 20
 #: how far past a split's end a reader looks for the end of its last line, per read
 _TAIL_CHUNK = 1 << 16
 
@@ -88,10 +90,22 @@ def finish(split: dict[str, Any], rows: Rows, plan: dict[str, Any]) -> Rows:
 
 
 def read_whole(reader: str, path: str) -> Rows:
-    """Every row of ``path`` in this process (one split): data held where it is read."""
-    (split,) = cut(reader, path, 1)
-    rows, facts = read(split)
-    return finish(split, rows, layout(reader, [facts], path))
+    """Every row of ``path`` in this process: data held where it is read. Read a chunk of
+    about :data:`WHOLE_CHUNK_BYTES` at a time, so the parser's temporaries stay small."""
+    parts = cut(reader, path, max(1, -(-_size(path) // WHOLE_CHUNK_BYTES)))
+    read_parts = [read(part) for part in parts]
+    plan = layout(reader, [facts for _, facts in read_parts], path)
+    done = [finish(part, rows, plan) for part, (rows, _) in zip(parts, read_parts)]
+    del read_parts
+    return {key: _stack([rows[key] for rows in done]) for key in done[0]}
+
+
+def _stack(values: list[Any]) -> Any:
+    if len(values) == 1:
+        return values[0]
+    if sp.issparse(values[0]):
+        return sp.vstack(values, format="csr")
+    return np.concatenate(values)
 
 
 # ---- line formats -------------------------------------------------------------------------

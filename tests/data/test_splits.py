@@ -137,3 +137,13 @@ def test_small_files_are_not_cut_below_the_minimum(tmp_path, monkeypatch):
     path = tmp_path / "d.svm"
     path.write_bytes(b"1 1:1\n" * 1000)  # 6000 bytes: one split, however many asked
     assert len(splits.cut("libsvm", str(path), 8)) == 1
+
+
+def test_a_whole_file_read_in_chunks_is_the_file(tmp_path, monkeypatch):
+    monkeypatch.setattr(splits, "WHOLE_CHUNK_BYTES", 500)
+    path = tmp_path / "d.svm"
+    path.write_bytes(libsvm_text(np.random.default_rng(9), 300, 40, zero_based=False))
+    X, y = load_libsvm(path)
+    rows = splits.read_whole("libsvm", str(path))
+    assert rows["X"].shape == X.shape and (rows["X"] != X).nnz == 0
+    np.testing.assert_array_equal(rows["y"], y)
