@@ -73,7 +73,27 @@ def is_sparse(value: Any) -> bool:
 
 
 def to_host(value: Any) -> Any:
-    """A numpy array (or plain value) for anything a program returns."""
-    if hasattr(value, "__cuda_array_interface__") and hasattr(value, "get"):
+    """``value`` with every device array in it (cupy arrays, cupyx sparse matrices, at any
+    depth of dicts and lists) copied to the host: what leaves a GPU worker."""
+    if isinstance(value, dict):
+        return {key: to_host(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [to_host(item) for item in value]
+    if type(value).__module__.startswith("cupy") and hasattr(value, "get"):
         return value.get()
     return value
+
+
+def compiled_kernels(xp: Any, kernel: str) -> bool:
+    """Whether a worker runs an app's compiled CPU kernels (numba): on a CPU worker unless
+    the app's ``kernel`` parameter asks for the array code a GPU worker runs ("array")."""
+    return xp is np and kernel == "auto"
+
+
+def sparse_module(xp: Any) -> Any:
+    """scipy.sparse beside numpy, cupyx.scipy.sparse beside cupy."""
+    if xp is np:
+        import scipy.sparse
+        return scipy.sparse
+    import cupyx.scipy.sparse
+    return cupyx.scipy.sparse

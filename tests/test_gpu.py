@@ -1,5 +1,5 @@
-"""GPU (cupy) workers: the K-Means correctness checks on a GPU worker and on a mixed
-GPU + CPU cluster. Marked ``gpu``; skipped cleanly where ``gpu_available()`` is False.
+"""GPU (cupy) workers: K-Means and Lasso on a GPU worker and on a mixed GPU + CPU
+cluster, against scikit-learn and the CPU kernels. Marked ``gpu``; skipped cleanly where ``gpu_available()`` is False.
 The no-GPU tests check that asking for a GPU without one fails fast and clearly."""
 from __future__ import annotations
 
@@ -57,6 +57,36 @@ def test_kmeans_on_gpu_workers_matches_sklearn(problem, devices):
     np.testing.assert_allclose(result.model["centers"], sk.cluster_centers_, atol=1e-8)
     joined = [e["device"] for e in result.events if e["event"] == "joined"]
     assert sorted(joined) == sorted(devices)
+
+
+@pytest.mark.gpu
+@needs_gpu
+@pytest.mark.parametrize("devices", [["gpu:0"], ["gpu:0", "cpu"]])
+def test_lasso_on_gpu_workers_matches_the_cpu_run(devices):
+    from smpframe.apps.lasso import Lasso
+    from smpframe.data.synthetic import make_regression
+
+    X, y, _ = make_regression(n=4000, d=3000, density=0.01, n_informative=40, seed=2)
+    cpu = run_local(Lasso(lam=0.01, tol=1e-9), data=(X, y), workers=2, quiet=True)
+    gpu = run_local(Lasso(lam=0.01, tol=1e-9), data=(X, y), devices=devices, quiet=True,
+                    time_limit=60.0)
+    assert gpu.summary["converged"]
+    assert gpu.summary["objective"] == pytest.approx(cpu.summary["objective"], rel=1e-9)
+    np.testing.assert_allclose(gpu.model["coef"], cpu.model["coef"], rtol=1e-6, atol=1e-9)
+
+
+@pytest.mark.gpu
+@needs_gpu
+def test_logreg_on_a_gpu_worker_matches_the_cpu_run():
+    from smpframe.apps.logreg import LogReg
+    from smpframe.data.synthetic import make_classification
+
+    X, y, _ = make_classification(n=3000, d=2000, density=0.01, n_informative=40, seed=3)
+    cpu = run_local(LogReg(lam=1e-3, tol=1e-10), data=(X, y), workers=2, quiet=True)
+    gpu = run_local(LogReg(lam=1e-3, tol=1e-10), data=(X, y), devices=["gpu:0", "cpu"],
+                    quiet=True, time_limit=60.0)
+    assert gpu.summary["converged"]
+    assert gpu.summary["objective"] == pytest.approx(cpu.summary["objective"], rel=1e-8)
 
 
 def test_array_path_on_cpu_workers_matches_sklearn(problem):

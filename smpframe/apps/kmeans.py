@@ -50,6 +50,7 @@ from smpframe.apps.kmeans_kernels import (
     kmeans_plusplus,
     update_centers,
 )
+from smpframe.arrays import compiled_kernels
 from smpframe.errors import InputError
 from smpframe.api import (Dataset, Fragment, Splits, Payload, SchedulerContext, SMPProgram, WorkerContext,
                           concat_partials, expect_array, sum_partials)
@@ -395,6 +396,9 @@ class KMeans(SMPProgram):
     def snapshot(self, ctx: SchedulerContext, fragment: int) -> Payload:
         return {}  # workers keep no model state: the centres ride on every block
 
+    def expected_rounds(self, ctx: SchedulerContext) -> int:
+        return int(self.iterations) + 1  # and the inertia of the returned centres
+
     def result(self, ctx: SchedulerContext) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
         st, p = ctx.state, self.params
         n, d = st["n_rows"], st["n_features"]
@@ -405,11 +409,8 @@ class KMeans(SMPProgram):
         return summary, {"centers": ctx.model["centers"], "counts": ctx.model["counts"]}
 
     # ---- worker ---------------------------------------------------------------------
-    def _use_numba(self, wctx: WorkerContext) -> bool:
-        return wctx.xp is np and self.kernel == "auto"
-
     def warm_up(self, role: str, xp: Any) -> None:
-        if role == "worker" and xp is np and self.kernel == "auto":
+        if role == "worker" and compiled_kernels(xp, self.kernel):
             _warm_up_numba()
 
     def describe(self, wctx: WorkerContext, fragment: Fragment, data: Payload) -> Payload:
@@ -437,7 +438,7 @@ class KMeans(SMPProgram):
             C = xp.asarray(block["centers"], dtype=xp.float64)
             dist, labels, rows = farthest_points(xp, f["X"], f["x_sq"], C, int(block["m"]), chunk)
             return {"dist": dist, "labels": labels, "rows": rows}
-        if self._use_numba(wctx):
+        if compiled_kernels(xp, self.kernel):
             C = np.array(block["centers"], dtype=np.float64, order="C")  # writable, as warmed up
             sums, counts, inertia = lloyd_partials_numba(f["X"], C, f["x_sq"])
         else:

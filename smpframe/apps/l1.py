@@ -42,6 +42,9 @@ class L1Regression(SMPProgram):
         of their last step, with the dependency filter), a uniformly random block, or the
         next block in column order; the last two are the non-scheduled baselines, with a
         full round after every sweep of the columns.
+    kernel : {"auto", "array"}
+        CPU workers: numba kernels (auto) or the array code GPU workers run (numpy and
+        scipy.sparse here, cupy and cupyx.scipy.sparse on a GPU).
     """
 
     #: columns per round unless ``block_size`` is given
@@ -57,7 +60,8 @@ class L1Regression(SMPProgram):
                  intercept: bool = True, block_size: int | None = None, rho: float = 0.1,
                  eta: float = 1e-6, fmt: Literal["libsvm", "mm"] | None = None,
                  labels: str | None = None, synthetic: dict[str, Any] | None = None,
-                 policy: Literal["priority", "uniform", "cyclic"] = "priority") -> None:
+                 policy: Literal["priority", "uniform", "cyclic"] = "priority",
+                 kernel: Literal["auto", "array"] = "auto") -> None:
         self.lam = lam
         self.lambda_ratio = lambda_ratio
         self.tol = tol
@@ -69,6 +73,7 @@ class L1Regression(SMPProgram):
         self.labels = labels
         self.synthetic = synthetic
         self.policy = policy
+        self.kernel = kernel
 
     @property
     def columns_per_round(self) -> int:
@@ -87,6 +92,7 @@ class L1Regression(SMPProgram):
         check(0 <= self.eta < math.inf, "--eta", self.eta, "must be a finite number >= 0")
         check(self.policy in ("priority", "uniform", "cyclic"), "--schedule", self.policy,
               "expected priority, uniform or cyclic")
+        check(self.kernel in ("auto", "array"), "--kernel", self.kernel, "expected auto or array")
 
     def baseline_block(self, ctx: Any, size: int) -> np.ndarray | None:
         """The next block of a non-scheduled policy (uniform, cyclic), or None once a sweep

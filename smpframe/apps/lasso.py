@@ -29,7 +29,7 @@ from numba import njit
 
 from smpframe.apps.sparse_ops import (all_cols_dot, cols_axpy, cols_dot, csc_parts,
                                       warm_up as warm_up_kernels)
-from smpframe.arrays import is_sparse
+from smpframe.arrays import compiled_kernels, is_sparse, sparse_module
 from smpframe.errors import InputError
 from smpframe.apps.l1 import L1Regression
 from smpframe.api import (Fragment, Payload, SchedulerContext, WorkerContext, expect_array,
@@ -81,6 +81,7 @@ class Lasso(L1Regression):
 
     name = "lasso"
     reads_splits = True
+    gpu = True  # the array path (kernel="array", and every GPU worker) runs on wctx.xp
 
     # ---- scheduler ------------------------------------------------------------------
     def init(self, ctx: SchedulerContext) -> None:
@@ -109,7 +110,7 @@ class Lasso(L1Regression):
             one = np.ones(1)
             solve_block(np.eye(1), one, one, 1.0, 1.0, np.zeros(1), 0.1, True, 1, 0.0)
             dependency_filter(np.arange(2), sp.csc_matrix(np.eye(2)), 0.5, 2)
-        else:
+        elif compiled_kernels(xp, self.kernel):
             warm_up_kernels()
 
     def schedule(self, ctx: SchedulerContext) -> Payload | None:
@@ -238,23 +239,35 @@ class Lasso(L1Regression):
                 "col_norm2": np.asarray(X.multiply(X).sum(axis=0)).ravel()}
 
     def load(self, wctx: WorkerContext, fragment: Fragment, data: Payload, model: Payload) -> dict:
-        X = data["X"].tocsc()
+        xp = wctx.xp
         y = np.asarray(data["y"], dtype=np.float64)
-        r = y - X @ model["coef"] - float(model["intercept"][0])
-        return {"X": X, "csc": csc_parts(X), "y": y, "r": r}
+        if compiled_kernels(xp, self.kernel):
+            X = data["X"].tocsc()
+            r = y - X @ model["coef"] - float(model["intercept"][0])
+            return {"X": X, "csc": csc_parts(X), "y": y, "r": r}
+        X = sparse_module(xp).csc_matrix(data["X"].tocsc())  # to the device once
+        y = xp.asarray(y)
+        r = y - X @ xp.asarray(model["coef"]) - float(model["intercept"][0])
+        return {"X": X, "y": y, "r": r}
 
     def push(self, wctx: WorkerContext, fragment: Fragment, block: Payload) -> Payload:
         f = fragment.state
-        r = f["r"]
+        r, X = f["r"], f["X"]
+        compiled = "csc" in f
         if block["kind"] == "full":
-            return {"g": all_cols_dot(*f["csc"], r), "rr": float(r @ r), "ry": float(r @ f["y"]),
-                    "sr": float(r.sum())}
+            g = all_cols_dot(*f["csc"], r) if compiled else X.T @ r
+            return {"g": g, "rr": float(r @ r), "ry": float(r @ f["y"]), "sr": float(r.sum())}
         idx = block["idx"].copy()  # wire arrays are read-only; numba would compile a variant
-        XB = f["X"][:, idx]
-        return {"c": cols_dot(*f["csc"], idx, r), "sr": float(r.sum()), "G": (XB.T @ XB).tocsr()}
+        XB = X[:, idx if compiled else wctx.xp.asarray(idx)]
+        c = cols_dot(*f["csc"], idx, r) if compiled else XB.T @ r
+        return {"c": c, "sr": float(r.sum()), "G": (XB.T @ XB).tocsr()}
 
     def sync(self, wctx: WorkerContext, fragment: Fragment, update: Payload) -> None:
         f = fragment.state
-        cols_axpy(*f["csc"], update["idx"].copy(), -update["d"], f["r"])
+        if "csc" in f:
+            cols_axpy(*f["csc"], update["idx"].copy(), -update["d"], f["r"])
+        elif update["idx"].size:
+            xp = wctx.xp
+            f["r"] -= f["X"][:, xp.asarray(update["idx"])] @ xp.asarray(update["d"])
         if update["d0"]:
             f["r"] -= update["d0"]

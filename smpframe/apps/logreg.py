@@ -20,6 +20,7 @@ from scipy.special import entr
 from smpframe.apps import logreg_kernels as K
 from smpframe.apps.l1 import L1Regression
 from smpframe.apps.sparse_ops import cols_dot_weighted, csc_parts
+from smpframe.arrays import compiled_kernels, sparse_module
 from smpframe.errors import InputError
 from smpframe.api import (Dataset, Fragment, Payload, SchedulerContext, WorkerContext,
                           concat_partials, expect_array, sum_partials)
@@ -85,6 +86,7 @@ class LogReg(L1Regression):
     """
 
     name = "logreg"
+    gpu = True  # the array path (kernel="array", and every GPU worker) runs on wctx.xp
 
     # a block's cost here is its nonzeros (capped at BLOCK_NNZ of X's), so allow many columns
     default_block_size = 1024
@@ -125,7 +127,7 @@ class LogReg(L1Regression):
     def warm_up(self, role: str, xp: Any) -> None:
         if role == "scheduler":
             K.warm_up_scheduler()
-        else:
+        elif compiled_kernels(xp, self.kernel):
             K.warm_up()
 
     def schedule(self, ctx: SchedulerContext) -> Payload | None:
@@ -326,10 +328,17 @@ class LogReg(L1Regression):
 
     # ---- worker ---------------------------------------------------------------------
     def load(self, wctx: WorkerContext, fragment: Fragment, data: Payload, model: Payload) -> dict:
+        xp = wctx.xp
+        y = np.ascontiguousarray(data["y"], dtype=np.float64)
+        if not compiled_kernels(xp, self.kernel):  # the array code: numpy/scipy or cupy/cupyx
+            X = sparse_module(xp).csc_matrix(data["X"].tocsc())
+            y = xp.asarray(y)
+            m = X @ xp.asarray(model["coef"]) + float(model["intercept"][0])
+            return {"X": X, "X2": X.multiply(X).tocsc(), "y": y, "pos": y > 0, "m": m,
+                    **row_terms(xp, m, y)}
         X = data["X"].tocsc()
         X.sort_indices()
         parts = csc_parts(X)
-        y = np.ascontiguousarray(data["y"], dtype=np.float64)
         m = np.ascontiguousarray(X @ model["coef"] + float(model["intercept"][0]), dtype=np.float64)
         n = y.shape[0]
         f = {"csc": parts, "y": y, "m": m, "loss": np.empty(n), "a": np.empty(n), "dl": np.empty(n),
@@ -341,20 +350,44 @@ class LogReg(L1Regression):
         f = fragment.state
         out: Payload = {"loss": float(f["loss"].sum()), "sdl": float(f["dl"].sum()),
                         "sw": float(f["w"].sum())}
+        compiled = "csc" in f
         if block["kind"] == "full":
-            g, h, gp = K.full_sums(*f["csc"], f["dl"], f["w"], f["a"], f["y"])
+            if compiled:
+                g, h, gp = K.full_sums(*f["csc"], f["dl"], f["w"], f["a"], f["y"])
+            else:
+                g, h, gp = f["X"].T @ f["dl"], f["X2"].T @ f["w"], f["X"].T @ (f["a"] * f["pos"])
             out.update(g=g, h=h, gp=gp, a=f["a"].copy())
         else:
-            out["g"], out["h"] = cols_dot_weighted(*f["csc"], np.array(block["idx"], np.int64),
-                                                   f["dl"], f["w"])
+            idx = np.array(block["idx"], np.int64)
+            if compiled:
+                out["g"], out["h"] = cols_dot_weighted(*f["csc"], idx, f["dl"], f["w"])
+            else:
+                cols = wctx.xp.asarray(idx)
+                out["g"], out["h"] = f["X"][:, cols].T @ f["dl"], f["X2"][:, cols].T @ f["w"]
             out["w"] = f["w"].copy()
         return out
 
     def sync(self, wctx: WorkerContext, fragment: Fragment, update: Payload) -> None:
         f = fragment.state
-        K.apply_step(*f["csc"], np.asarray(update["idx"], np.int64),
-                     np.asarray(update["d"], np.float64), float(update["d0"]), f["m"], f["y"],
-                     f["loss"], f["a"], f["dl"], f["w"], f["mark"], f["touched"])
+        idx = np.asarray(update["idx"], np.int64)
+        d = np.asarray(update["d"], np.float64)
+        if "csc" in f:
+            K.apply_step(*f["csc"], idx, d, float(update["d0"]), f["m"], f["y"], f["loss"], f["a"],
+                         f["dl"], f["w"], f["mark"], f["touched"])
+            return
+        xp = wctx.xp
+        if idx.size:
+            f["m"] += f["X"][:, xp.asarray(idx)] @ xp.asarray(d)
+        f["m"] += float(update["d0"])
+        f.update(row_terms(xp, f["m"], f["y"]))
+
+
+def row_terms(xp: Any, m: Any, y: Any) -> dict[str, Any]:
+    """Every row's loss ``log(1 + e^-z)``, ``a = sigmoid(-z)``, ``dl = -y a`` and ``w = a(1 - a)``
+    for ``z = y m`` (what the compiled kernel's ``all_rows`` computes, as array code)."""
+    z = y * m
+    a = xp.exp(-xp.logaddexp(0.0, z))
+    return {"loss": xp.logaddexp(0.0, -z), "a": a, "dl": -y * a, "w": a * (1.0 - a)}
 
 
 def newton_steps(beta: np.ndarray, g: np.ndarray, h: np.ndarray, lam: float) -> np.ndarray:

@@ -12,7 +12,10 @@ import traceback
 from dataclasses import dataclass
 from typing import Any, Callable
 
+import numpy as np
+
 from smpframe.api import Fragment, SMPProgram, WorkerContext
+from smpframe.arrays import to_host
 from smpframe.data import budget, splits
 from smpframe.errors import InputError, ProtocolError
 from smpframe.protocol import DESCRIBE, LOAD, READ, Message
@@ -110,7 +113,7 @@ def execute(program: SMPProgram, wctx: WorkerContext, msg: Message,
             if not isinstance(result, dict):
                 raise UserCodeFailed(f"push returned {type(result).__name__}, not a dict "
                                      f"(fragment {frag_id})", "")
-            partials[str(frag_id)] = result
+            partials[str(frag_id)] = result if wctx.xp is np else to_host(result)
         seconds = time.perf_counter() - started
         if slowdown > 1.0:  # the straggler switch: stretch compute time by the factor
             time.sleep(seconds * (slowdown - 1.0))

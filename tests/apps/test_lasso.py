@@ -103,3 +103,13 @@ def test_every_schedule_reaches_the_same_optimum_and_priority_is_fastest(problem
                 best = result.summary["objective"]
             assert result.summary["objective"] == pytest.approx(best, rel=1e-8)
     assert rounds["priority"] < min(rounds["uniform"], rounds["cyclic"])
+
+
+def test_the_array_path_gpu_workers_run_matches_the_compiled_kernels(problem):
+    """kernel="array" is the code a GPU worker runs (numpy/scipy here, cupy/cupyx there)."""
+    X, y = problem
+    compiled = run_local(Lasso(lam=0.02, tol=1e-9), data=(X, y), config=TWO)
+    array = run_local(Lasso(lam=0.02, tol=1e-9, kernel="array"), data=(X, y), config=TWO)
+    assert array.summary["converged"] and array.summary["rounds"] == compiled.summary["rounds"]
+    np.testing.assert_allclose(array.model["coef"], compiled.model["coef"], rtol=1e-9, atol=1e-12)
+    assert array.summary["objective"] == pytest.approx(compiled.summary["objective"], rel=1e-12)

@@ -115,3 +115,13 @@ def test_the_non_scheduled_baselines_reach_the_same_optimum(problem, policy):
     baseline = run_local(LogReg(lam=LAM, tol=1e-9, policy=policy), data=(X, y), config=TWO)
     assert baseline.summary["converged"]
     assert baseline.summary["objective"] == pytest.approx(scheduled.summary["objective"], rel=1e-6)
+
+
+def test_the_array_path_gpu_workers_run_reaches_the_same_optimum(problem):
+    """kernel="array" is the code a GPU worker runs (numpy/scipy here, cupy/cupyx there)."""
+    X, y = problem
+    compiled = run_local(LogReg(lam=LAM, tol=1e-10), data=(X, y), config=TWO)
+    array = run_local(LogReg(lam=LAM, tol=1e-10, kernel="array"), data=(X, y), config=TWO)
+    assert array.summary["converged"]
+    assert array.summary["objective"] == pytest.approx(compiled.summary["objective"], rel=1e-8)
+    np.testing.assert_allclose(array.model["coef"], compiled.model["coef"], atol=1e-5)
