@@ -104,6 +104,19 @@ def test_the_sbatch_template(slurm, local_lasso, tmp_path):
     wait_no_jobs()
 
 
+def slurm_tasks(pids: list[str]) -> list[str]:
+    """The processes among ``pids`` that are tasks of a Slurm step (not other tests' workers)."""
+    tasks = []
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/environ", "rb") as fh:
+                if b"SLURM_STEP_ID=" in fh.read():
+                    tasks.append(pid)
+        except OSError:
+            continue
+    return tasks
+
+
 def test_a_worker_killed_mid_run_under_slurm(slurm, tmp_path):
     args = [PCA_PROGRAM, "--k", "2", "--iterations", "4000", "--tol", "0"]
     expected = run_local(PCA(k=2, iterations=4000, tol=0.0), workers=3, quiet=True).model["V"]
@@ -115,8 +128,9 @@ def test_a_worker_killed_mid_run_under_slurm(slurm, tmp_path):
     try:
         deadline = time.monotonic() + 60
         while True:  # the workers' srun step has started its tasks
-            found = subprocess.run(["pgrep", "-f", f"^{sys.executable} -m smpframe.worker --connect"],
-                                   capture_output=True, text=True).stdout.split()  # not srun
+            found = slurm_tasks(subprocess.run(
+                ["pgrep", "-f", f"^{sys.executable} -m smpframe.worker --connect"],
+                capture_output=True, text=True).stdout.split())  # not srun
             if len(found) >= 3:
                 break
             assert time.monotonic() < deadline and run.poll() is None, "no workers appeared"
@@ -125,9 +139,13 @@ def test_a_worker_killed_mid_run_under_slurm(slurm, tmp_path):
         os.kill(int(found[0]), 9)
         assert run.wait(timeout=TIMEOUT) == 0, run.stderr.read()
     finally:
-        if run.poll() is None:
-            run.kill()
-            run.wait(timeout=30)
+        if run.poll() is None:  # SIGTERM first: salloc then gives the allocation back
+            run.terminate()
+            try:
+                run.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                run.kill()
+                run.wait(timeout=30)
     events = (out / "events.jsonl").read_text()
     assert '"worker_lost"' in events
     with np.load(out / "model.npz") as model:
