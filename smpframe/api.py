@@ -326,6 +326,12 @@ class SMPProgram:
         """Additional files for ``--output`` (name -> content), e.g. a topics listing."""
         return {}
 
+    def expected_rounds(self, ctx: SchedulerContext) -> int | None:
+        """Rounds the whole run takes when the parameters fix them (iterations, epochs),
+        for the progress bar's total and ETA; None (the default) when convergence decides.
+        Asked once, after ``init``; a run may still stop earlier or go on longer."""
+        return None
+
     # ---- worker side ----------------------------------------------------------------
     def init_worker(self, wctx: WorkerContext) -> None:
         """Build ``wctx.shared``: state every fragment on this worker uses (default: none).

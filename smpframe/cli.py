@@ -27,6 +27,9 @@ EXIT_CLUSTER = 1
 APP_HELP = (f"a built-in app ({', '.join(BUILTIN_APPS)}), module:Class, or path/to/file.py:Class "
             "(an SMPProgram subclass)")
 WORKER_HELP = "Start a worker that joins a scheduler and serves its rounds."
+PLOT = "plot"
+PLOT_HELP = ("draw a run's progress (objective.png) and its workers' timeline (timeline.png) "
+             "into its --output folder")
 _TRUE, _FALSE = {"1", "true", "yes", "on"}, {"0", "false", "no", "off", ""}
 
 
@@ -114,6 +117,8 @@ def _top_parser() -> argparse.ArgumentParser:
     gen = keys_sub.add_parser("generate", help="make scheduler and worker key pairs")
     gen.add_argument("folder")
     gen.add_argument("--workers", type=int, default=1, help="worker key pairs to make")
+    plot = sub.add_parser(PLOT, help=PLOT_HELP, description=PLOT_HELP)
+    plot.add_argument("folder", metavar="RUN_DIR", help="a run's --output folder")
     return parser
 
 
@@ -129,7 +134,7 @@ def parse_args(argv: Sequence[str], env: Mapping[str, str] | None = None) -> arg
         command, app, rest = WORKER, None, argv[1:]
     else:
         top = _top_parser().parse_args(argv)
-        if top.command == "keys":
+        if top.command in ("keys", PLOT):
             return top
         command, app, rest = top.command, resolve_program(top.app), top.rest
     args = command_parser(command, app, env).parser.parse_args(rest)
@@ -179,8 +184,9 @@ def cmd_scheduler(args: argparse.Namespace, config: RunConfig) -> int:
     if config.output:
         check_output_folder(config.output)
     server = SchedulerServer(program, args.data, config)
-    print(f"scheduler listening on {server.address}; waiting for {config.n_workers} worker(s)",
-          file=sys.stderr, flush=True)
+    metrics = "" if server.exporter is None else f"; metrics at {server.exporter.url}"
+    print(f"scheduler listening on {server.address}; waiting for {config.n_workers} worker(s)"
+          f"{metrics}", file=sys.stderr, flush=True)
     result = server.run()
     if config.output:
         write_outputs(config.output, result)
@@ -205,6 +211,14 @@ def cmd_keys(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_plot(args: argparse.Namespace) -> int:
+    from smpframe.plot import plot_run
+
+    for path in plot_run(args.folder):
+        print(path)
+    return 0
+
+
 def _print_summary(summary: dict) -> None:
     """The scalar figures as one JSON line (lists such as histories stay in result.json)."""
     print(json.dumps({k: v for k, v in summary.items() if not isinstance(v, (list, dict))},
@@ -217,6 +231,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parse_args(sys.argv[1:] if argv is None else argv)
         if args.command == "keys":
             return cmd_keys(args)
+        if args.command == PLOT:
+            return cmd_plot(args)
         config = config_from_args(args)
         logging.basicConfig(level=getattr(logging, str(config.log_level).upper(), logging.WARNING),
                             format=f"%(asctime)s %(name)s[{os.getpid()}] %(levelname)s %(message)s")

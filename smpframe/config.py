@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -24,6 +25,8 @@ DEFAULT_PORT = 5555
 ENV_PREFIX = "SMPFRAME_"
 
 RUN, SCHEDULER, WORKER = "run", "scheduler", "worker"
+#: a host name, an IPv4 address or an IPv6 one (``::1``)
+_HOST = re.compile(r"[A-Za-z0-9_.:-]+")
 
 
 def _csv(text: str) -> list[str]:
@@ -100,8 +103,13 @@ class RunConfig:
                                           "every Ns seconds", (RUN, SCHEDULER))
     resume: str | None = option(None, "continue from the last checkpoint in this folder",
                                 (RUN, SCHEDULER))
-    quiet: bool = option(False, "no progress lines on stderr", (RUN, SCHEDULER))
+    quiet: bool = option(False, "no progress on stderr (a live bar on a terminal, else a line "
+                         "a second)", (RUN, SCHEDULER))
     progress_interval: float = 1.0
+    metrics_port: int | None = option(None, "serve live metrics in Prometheus text format at "
+                                      "http://127.0.0.1:PORT/metrics (or --metrics-host); needs "
+                                      "pip install 'smpframe[metrics]'", (RUN, SCHEDULER))
+    metrics_host: str = option("127.0.0.1", "address --metrics-port listens on", (RUN, SCHEDULER))
     log_level: str = option("WARNING", "log level (DEBUG, INFO, WARNING, ERROR)",
                             (RUN, SCHEDULER, WORKER))
     max_memory: str | None = option(None, "memory budget for what input files claim, e.g. 8G "
@@ -151,7 +159,11 @@ class RunConfig:
         need(self.workers is None or self.workers >= 1, "workers", "must be >= 1")
         need(self.launcher in ("local", "slurm", "env", "ray"), "launcher",
              "expected local, slurm, env or ray")
-        need(self.port is None or 1 <= self.port <= 65535, "port", "must be in 1..65535")
+        for name in ("port", "metrics_port"):
+            value = getattr(self, name)
+            need(value is None or 1 <= value <= 65535, name, "must be in 1..65535")
+        need(bool(_HOST.fullmatch(str(self.metrics_host))), "metrics_host",
+             "expected a host name or an IP address, such as 127.0.0.1")
         need(self.fragments is None or self.fragments >= 1, "fragments", "must be >= 1")
         need(self.seed >= 0, "seed", "must be >= 0")
         need(self.read_on in ("workers", "scheduler"), "read_on", "expected workers or scheduler")

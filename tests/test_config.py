@@ -42,6 +42,8 @@ def test_bind_defaults_to_loopback():
     ({"curve_server": "key"}, "--curve-server"),
     ({"bind": "garbage"}, "--bind"),
     ({"max_rounds": 0}, "--max-rounds"),
+    ({"metrics_port": 70000}, "--metrics-port"),
+    ({"metrics_host": "http://localhost"}, "--metrics-host"),
 ])
 def test_bad_values_name_their_option(changes, option):
     with pytest.raises(InputError, match=option):

@@ -20,7 +20,8 @@ BAD_TEXT = {
     "--checkpoint-every": ["5x", "0", "-2s"], "--bind": ["garbage"], "--connect": ["garbage"],
     "--devices": ["tpu:0", "gpu:x", ","], "--device": ["tpu", "cpu:x"], "--slowdowns": ["abc,1", "0.5,1"],
     "--max-memory": ["lots", "-1G"], "--log-level": ["LOUD"], "--launcher": ["mars"],
-    "--read-on": ["everyone"],
+    "--read-on": ["everyone"], "--metrics-port": ["0", "65536", "x"],
+    "--metrics-host": ["tcp://127.0.0.1", "two words", ""],
 }
 #: options whose every value is acceptable text (names and paths; missing files are
 #: reported when read, with their name)

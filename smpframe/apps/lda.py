@@ -608,6 +608,9 @@ class LDA(SMPProgram):
 
     def push(self, wctx: WorkerContext, fragment: Fragment, block: Payload) -> Payload:
         st = fragment.state
+    def expected_rounds(self, ctx: SchedulerContext) -> int:
+        return int(self.iterations) * int(ctx.cache["n_blocks"])
+
         self._undo_pending(st)  # the same round pushed again before its commit: start over
         p = self.params
         K = int(p["topics"])

@@ -300,6 +300,9 @@ class MatrixFactorization(SMPProgram):
         return {"A": ctx.model["A"], "B": ctx.model["B"], "mu": ctx.model["mu"],
                 "factor_mode": np.array([ctx.cache["mode"] == "factor"])}
 
+    def expected_rounds(self, ctx: SchedulerContext) -> int:
+        return int(self.epochs) * self._steps_per_epoch(ctx)
+
     def result(self, ctx: SchedulerContext) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
         st, meta, cache = ctx.state, ctx.dataset.meta, ctx.cache
         history = st["history"]

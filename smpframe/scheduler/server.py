@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
-import sys
+import numbers
 import time
 import uuid
 from typing import Any, Callable, Sequence
@@ -22,8 +22,10 @@ from smpframe.data import budget
 from smpframe.errors import ClusterError, InputError, ProgramError, ProtocolError
 from smpframe.protocol import Message, decode, encode
 from smpframe.registry import program_spec
+from smpframe.scheduler.exporter import LiveFigures, MetricsServer
 from smpframe.scheduler.outputs import (RunResult, as_json, read_checkpoint, restore,
                                        write_checkpoint)
+from smpframe.scheduler.progress import REFRESH, Progress
 from smpframe.scheduler.state import SchedulerState
 from smpframe.sockets import NOBLOCK, recv_frames, send_frames
 
@@ -42,15 +44,19 @@ def _run_user(method: str, fn: Callable[..., Any], *args: Any) -> Any:
 
 
 class Endpoint:
-    """The scheduler's listening socket (ROUTER) and its CURVE authenticator.
+    """The scheduler's listening socket (ROUTER), its CURVE authenticator and, with
+    ``--metrics-port``, the live metrics endpoint.
 
     A run binds its own; a warm cluster keeps one for run after run. ``local`` (a
     cluster this process launches) binds a free loopback port unless ``config.bind``
-    names one.
+    names one. Both ports are bound here, before any worker starts, so a port in use
+    is one line.
     """
 
     def __init__(self, config: RunConfig, local: bool = False) -> None:
         config.check_security(SCHEDULER)
+        self.metrics = None if config.metrics_port is None else \
+            MetricsServer(config.metrics_host, config.metrics_port)
         self.context = zmq.Context()
         self.authenticator = security.start_authenticator(self.context, config)
         self.socket = self.context.socket(zmq.ROUTER)
@@ -74,6 +80,8 @@ class Endpoint:
         if self.authenticator is not None:
             self.authenticator.stop()
         self.context.term()
+        if self.metrics is not None:
+            self.metrics.close()
 
 
 class SchedulerServer:
@@ -84,6 +92,10 @@ class SchedulerServer:
     def __init__(self, program: SMPProgram, source: Any, config: RunConfig,
                  local: bool = False, endpoint: Endpoint | None = None) -> None:
         self.program, self.config = program, config
+        if endpoint is not None and config.metrics_port is not None and (
+                endpoint.metrics is None or endpoint.metrics.port != config.metrics_port):
+            raise InputError(f"--metrics-port {config.metrics_port}: set when the cluster starts; "
+                             "open the Cluster with it")
         self.spec = program_spec(type(program))
         budget.set_limit(config.memory_budget())
         _run_user("check_params", program.check_params)
@@ -103,6 +115,7 @@ class SchedulerServer:
         self._owns_endpoint = endpoint is None
         self.endpoint = endpoint or Endpoint(config, local)
         self.socket, self.address = self.endpoint.socket, self.endpoint.address
+        self.exporter = self.endpoint.metrics
         self.metrics: list[dict[str, Any]] = []
         self.dropped = 0
         #: traffic so far (benchmarks read it between rounds)
@@ -150,8 +163,12 @@ class SchedulerServer:
                                             welcome=welcome, prepare=self.prepare)
         for identity, info in waiting:
             self._send(state.on_hello(identity, info, now))
-        next_tick = next_report = now
-        rounds_at_report, last_report = self.ctx.round, now
+        self._progress = Progress.choose(self.program.name, self.config.quiet)
+        self._live = None if self.exporter is None else \
+            LiveFigures(self.program.name, self.run_id, self.ctx.round)
+        times = None if self._live is None else self._live.times
+        self._first_round, self._shown, self._next_line = self.ctx.round, None, now
+        next_tick = next_look = now
         last_checkpoint = (self.ctx.round, now)
         try:
             while not state.finished:
@@ -163,16 +180,17 @@ class SchedulerServer:
                             break
                         self._send(self._handle(state, frames, time.monotonic()))
                 now = time.monotonic()
+                if times is not None and self.ctx.round != times.rounds:  # rounds committed
+                    times.observe(self.ctx.round, now, self.ctx.started)
                 if now >= next_tick:
                     self._send(state.on_tick(now))
                     next_tick = now + 0.1
                     problem = watch() if watch is not None else None
                     if problem is not None and not state.finished:
                         self._send(state.abort(problem, now))
-                if now >= next_report and state.ready:
-                    self._report(state, (self.ctx.round - rounds_at_report) / max(now - last_report, 1e-9))
-                    rounds_at_report, last_report = self.ctx.round, now
-                    next_report = now + self.config.progress_interval
+                if now >= next_look:
+                    self._look(state, now)
+                    next_look = now + REFRESH
                 last_checkpoint = self._maybe_checkpoint(last_checkpoint, now)
                 if self._stop_reason is not None:
                     self._send(state.abort(self._stop_reason, now))
@@ -180,6 +198,11 @@ class SchedulerServer:
             self._send(state.abort("interrupted", time.monotonic()))
             raise
         finally:
+            self._progress.close()
+            if self._live is not None:  # the end, for scrapes between this run and the next
+                if self.ctx.started is not None:
+                    times.observe(self.ctx.round, time.monotonic(), self.ctx.started)
+                self.exporter.publish(self._live.look(state, self.wire))
             self._close()
         seconds = self.ctx.elapsed
         if state.error is None:
@@ -251,16 +274,47 @@ class SchedulerServer:
             except zmq.ZMQError as exc:
                 log.warning("could not send %s to %s: %s", msg.type, worker, exc)
 
+    def _look(self, state: SchedulerState, now: float) -> None:
+        """Every REFRESH seconds: publish the live figures, refresh the bar and, a
+        progress interval after the last, record (and in lines mode print) a progress
+        line. No line before the first commit: it would say nothing but zeros."""
+        if self._live is not None:
+            self.exporter.publish(self._live.look(state, self.wire))
+        if not state.ready or state.finished:
+            return
+        if self._shown is None:  # the run has just become ready: its clock runs
+            self._shown = (self._first_round, self.ctx.started)
+            try:
+                total = self._total()
+            except ProgramError as exc:
+                self._send(state.abort(str(exc), now))
+                return
+            self._progress.start(total, self._first_round, now - self.ctx.started)
+        self._progress.show(self.ctx.round, {**self._app_figures(), "workers": len(state.workers)})
+        if self.ctx.round > self._first_round and now >= self._next_line:
+            last_round, last_at = self._shown
+            self._report(state, (self.ctx.round - last_round) / max(now - last_at, 1e-9))
+            self._shown, self._next_line = (self.ctx.round, now), now + self.config.progress_interval
+
+    def _total(self) -> int | None:
+        """Rounds the run takes when known: ``--max-rounds`` or the program's expectation."""
+        expected = _run_user("expected_rounds", self.program.expected_rounds, self.ctx)
+        if expected is not None and not isinstance(expected, numbers.Integral):
+            raise ProgramError(f"expected_rounds returned {expected!r}, not a whole number or None")
+        known = [int(n) for n in (expected, self.config.max_rounds) if n is not None]
+        return min(known) if known else None
+
+    def _app_figures(self) -> dict[str, Any]:
+        return {k: v for k, v in self.ctx.metrics.items() if _is_scalar(v)}
+
     def _report(self, state: SchedulerState, rate: float, final: bool = False) -> None:
+        """A progress line into ``metrics`` (metrics.jsonl) and onto the display; the final
+        one gives the run's average rate."""
         line = {"round": self.ctx.round, "elapsed": round(self.ctx.elapsed, 4),
                 "rounds_per_s": round(rate, 2), "workers": len(state.workers),
-                **{k: v for k, v in self.ctx.metrics.items() if _is_scalar(v)}}
-        if not final:
-            self.metrics.append(line)
-        if not self.config.quiet:
-            shown = "  ".join(f"{k} {_fmt(v)}" for k, v in line.items())
-            print(f"[{self.program.name}] {'done ' if final else ''}{shown}", file=sys.stderr,
-                  flush=True)
+                **self._app_figures()}
+        self.metrics.append(line)
+        self._progress.line(line, final)
 
     def _maybe_checkpoint(self, last: tuple[int, float], now: float) -> tuple[int, float]:
         schedule = self.config.checkpoint_schedule()
@@ -277,12 +331,6 @@ class SchedulerServer:
 
 def _is_scalar(value: Any) -> bool:
     return isinstance(value, (int, float, str, bool, np.integer, np.floating))
-
-
-def _fmt(value: Any) -> str:
-    if isinstance(value, (float, np.floating)):
-        return f"{value:.6g}"
-    return str(value)
 
 
 def dump_events(path: str, events: list[dict[str, Any]]) -> None:
