@@ -556,6 +556,9 @@ class LDA(SMPProgram):
             out.append([vocab[w] for w in top])
         return out
 
+    def expected_rounds(self, ctx: SchedulerContext) -> int:
+        return int(self.iterations) * int(ctx.cache["n_blocks"])
+
     def result(self, ctx: SchedulerContext) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
         p, st, c, m = self.params, ctx.state, ctx.cache, ctx.model
         K, beta, N = int(p["topics"]), float(p["beta"]), c["n_tokens"]
@@ -608,9 +611,6 @@ class LDA(SMPProgram):
 
     def push(self, wctx: WorkerContext, fragment: Fragment, block: Payload) -> Payload:
         st = fragment.state
-    def expected_rounds(self, ctx: SchedulerContext) -> int:
-        return int(self.iterations) * int(ctx.cache["n_blocks"])
-
         self._undo_pending(st)  # the same round pushed again before its commit: start over
         p = self.params
         K = int(p["topics"])
