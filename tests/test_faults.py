@@ -61,15 +61,19 @@ def assert_same_objective(result, reference):
 def test_random_worker_kills(data, reference, seed):
     rng = random.Random(seed)
     with chaos(Lasso(lam=0.002, tol=TOL), data, workers=3, slowdown=SLOW) as c:
-        kills = []
+        killed = []
         for victim, first_round in zip(rng.sample(range(3), 2), (1, 6)):
             assert c.wait_for_round(rng.randint(first_round, first_round + 4)), "run ended early"
             c.procs[victim].kill()
-            kills.append(time.monotonic())
+            killed.append(c.procs[victim].pid)
         result = c.wait()
     assert_same_objective(result, reference)
     lost = [e for e in result.events if e["event"] == "worker_lost"]
-    assert len(lost) == 2 and all(e["reason"] == "heartbeat timeout" for e in lost)
+    # each killed process was found dead (a loaded machine may also time out a live one,
+    # which then rejoins: handled the same way)
+    for pid in killed:
+        assert any(f"-{pid}-" in e["worker"] for e in lost), (pid, lost)
+    assert all(e["reason"] == "heartbeat timeout" for e in lost)
 
 
 def test_stopped_worker_is_evicted_and_rejoins():
