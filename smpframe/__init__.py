@@ -13,8 +13,19 @@ from smpframe.scheduler.outputs import RunResult
 
 __version__ = "0.1.0"
 
+#: scikit-learn-compatible estimators, imported on first use (they import scikit-learn)
+_ESTIMATOR_PACKAGES = ("cluster", "decomposition", "linear_model")
+
 __all__ = [
     "Cluster", "ClusterError", "Dataset", "Fragment", "InputError", "LocalCluster", "PerFragment",
     "ProgramError", "ProtocolError", "RunConfig", "RunResult", "SMPProgram", "SchedulerContext",
     "SmpframeError", "WorkerContext", "concat_partials", "run_local", "sum_partials",
 ]
+
+
+def __getattr__(name: str):
+    """``smpframe.linear_model`` etc. without an explicit import, loaded only when used."""
+    if name in _ESTIMATOR_PACKAGES:
+        import importlib
+        return importlib.import_module(f"smpframe.{name}")
+    raise AttributeError(f"module 'smpframe' has no attribute {name!r}")

@@ -123,7 +123,8 @@ class Splits:
     ``load_data`` returns this for a file the workers can open (any file on a local
     cluster; a shared file system on a real one). The runtime cuts ``path`` into one
     split per fragment (:mod:`smpframe.data.splits`: byte ranges aligned to lines for
-    ``reader`` "libsvm" and "csv", row ranges for "npy"); each worker reads its own,
+    ``reader`` "libsvm" and "csv", row ranges for "npy", row groups for "parquet", each
+    given the reader's ``options``); each worker reads its own,
     and what ``init`` needs of the whole file arrives as ``ctx.facts``, one
     :meth:`SMPProgram.describe` per fragment. ``meta`` is extended with ``n_rows``
     and the reader's layout (``width``) before any fragment is loaded.
@@ -131,6 +132,7 @@ class Splits:
 
     reader: str
     path: str
+    options: dict[str, Any] = field(default_factory=dict)
     meta: dict[str, Any] = field(default_factory=dict)
     parts: list[dict[str, Any]] = field(default_factory=list)
 
@@ -141,14 +143,15 @@ class Splits:
         """Cut the file into at most ``n_fragments`` splits (kept in ``parts``)."""
         from smpframe.data import splits
 
-        self.parts = splits.cut(self.reader, self.path, n_fragments)
+        self.parts = splits.cut(self.reader, self.path, n_fragments, self.options)
         return self.parts
 
     def read(self) -> Dataset:
         """The whole file, read in this process (``--read-on scheduler``)."""
         from smpframe.data import splits
 
-        return Dataset(rows=splits.read_whole(self.reader, self.path), meta=dict(self.meta))
+        return Dataset(rows=splits.read_whole(self.reader, self.path, self.options),
+                       meta=dict(self.meta))
 
 
 @dataclass

@@ -207,8 +207,9 @@ class KMeans(SMPProgram):
         An empty cluster moves to the farthest point (scikit-learn) or keeps its centre.
     kernel : {"auto", "array"}
         CPU workers: numba kernels (auto) or the array code GPU workers run.
-    fmt : {"npy", "csv", "libsvm"}, optional
-        Input format (default: by suffix .npy/.csv/.svm).
+    fmt : {"npy", "csv", "libsvm", "parquet"}, optional
+        Input format (default: by suffix .npy/.csv/.svm/.parquet; Parquet: every column
+        numeric).
     synthetic : dict, optional
         Arguments of the built-in blobs (when no data is given).
     """
@@ -221,7 +222,7 @@ class KMeans(SMPProgram):
                  init_centers: list[list[float]] | None = None, init_path: str | None = None,
                  init_sample: int = 100_000, empty: Literal["relocate", "keep"] = "relocate",
                  kernel: Literal["auto", "array"] = "auto",
-                 fmt: Literal["npy", "csv", "libsvm"] | None = None,
+                 fmt: Literal["npy", "csv", "libsvm", "parquet"] | None = None,
                  synthetic: dict[str, Any] | None = None) -> None:
         self.k = k
         self.iterations = iterations
@@ -258,7 +259,7 @@ class KMeans(SMPProgram):
         from smpframe.apps.l1 import is_path
         from smpframe.data.dense import check_dense, guess_format, load_dense, make_blobs
 
-        if is_path(source) and (self.fmt or guess_format(str(source))) in ("npy", "csv"):
+        if is_path(source) and (self.fmt or guess_format(str(source))) in ("npy", "csv", "parquet"):
             return Splits(self.fmt or guess_format(str(source)), str(source))  # the workers read it
         if source is None:
             X, _ = make_blobs(**(self.synthetic or {}))

@@ -31,8 +31,9 @@ class L1Regression(SMPProgram):
         Dependency filter: max abs(corr) with columns of rounds in flight.
     eta : float
         Priority floor, as a fraction of the largest priority of the epoch.
-    fmt : {"libsvm", "mm"}, optional
-        Input format (default: by suffix).
+    fmt : {"libsvm", "mm", "parquet"}, optional
+        Input format (default: by suffix; Parquet: numeric columns, the target named y,
+        label or target).
     labels : str, optional
         Targets for Matrix Market input (one per line).
     synthetic : dict, optional
@@ -58,7 +59,7 @@ class L1Regression(SMPProgram):
 
     def __init__(self, lam: float | None = None, lambda_ratio: float = 0.1, tol: float = 1e-6,
                  intercept: bool = True, block_size: int | None = None, rho: float = 0.1,
-                 eta: float = 1e-6, fmt: Literal["libsvm", "mm"] | None = None,
+                 eta: float = 1e-6, fmt: Literal["libsvm", "mm", "parquet"] | None = None,
                  labels: str | None = None, synthetic: dict[str, Any] | None = None,
                  policy: Literal["priority", "uniform", "cyclic"] = "priority",
                  kernel: Literal["auto", "array"] = "auto") -> None:
@@ -109,9 +110,12 @@ class L1Regression(SMPProgram):
 
     def load_data(self, source: Any) -> Dataset | Splits:
         if self.reads_splits and self.labels is None and is_path(source):
-            from smpframe.data.matrix import xy_format
-            if xy_format(str(source), self.fmt) == "libsvm":
+            from smpframe.data.matrix import PARQUET_XY, xy_format
+            fmt = xy_format(str(source), self.fmt)
+            if fmt == "libsvm":
                 return Splits("libsvm", str(source))
+            if fmt == "parquet":
+                return Splits("parquet", str(source), options=PARQUET_XY)
         X, y = load_regression_source(source, self.fmt, self.labels, self.synthetic,
                                       kind=self.synthetic_kind)
         return Dataset(rows={"X": X, "y": y}, meta={"n_features": X.shape[1], "n_rows": X.shape[0]})

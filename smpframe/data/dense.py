@@ -1,4 +1,4 @@
-"""Dense feature matrices: ``.npy``, numeric CSV and (densified) LIBSVM, plus Gaussian blobs.
+"""Dense feature matrices: ``.npy``, numeric CSV, Parquet and (densified) LIBSVM, plus Gaussian blobs.
 
 :func:`load_dense` returns a C-contiguous float64 ``(n, d)`` array with at least one
 row and one column and only finite values; every bad input raises
@@ -20,9 +20,9 @@ import numpy as np
 from smpframe.data import budget
 from smpframe.errors import InputError
 
-FORMATS = ("npy", "csv", "libsvm")
+FORMATS = ("npy", "csv", "libsvm", "parquet")
 _SUFFIXES = {
-    ".npy": "npy",
+    ".npy": "npy", ".parquet": "parquet", ".pq": "parquet",
     ".csv": "csv", ".tsv": "csv", ".txt": "csv", ".dat": "csv",
     ".svm": "libsvm", ".libsvm": "libsvm", ".svmlight": "libsvm",
 }
@@ -48,6 +48,9 @@ def load_dense(path: str | Path, fmt: str | None = None) -> np.ndarray:
         X = _load_csv(path)
     elif fmt == "libsvm":
         X = _load_libsvm_dense(path)
+    elif fmt == "parquet":
+        from smpframe.data.splits import read_whole
+        X = read_whole("parquet", str(path))["X"]
     else:
         raise InputError(f"unknown format {fmt!r}; expected one of {', '.join(FORMATS)}")
     return np.ascontiguousarray(X, dtype=np.float64)

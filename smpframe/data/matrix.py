@@ -281,11 +281,17 @@ def load_vector(path: str | Path) -> np.ndarray:
     return values
 
 
+#: what a Parquet file's columns are for the linear apps: the target by name, sparse features
+PARQUET_XY = {"target": "auto", "sparse": True}
+
+
 def xy_format(path: str | Path, fmt: str | None = None) -> str:
-    """``fmt``, or by suffix: ``.mtx``/``.mm`` are Matrix Market, the rest LIBSVM."""
+    """``fmt``, or by suffix: ``.mtx``/``.mm`` are Matrix Market, ``.parquet``/``.pq``
+    Parquet, the rest LIBSVM."""
     if fmt is not None:
         return fmt
-    return "mm" if Path(path).suffix.lower() in (".mtx", ".mm") else "libsvm"
+    suffix = Path(path).suffix.lower()
+    return {".mtx": "mm", ".mm": "mm", ".parquet": "parquet", ".pq": "parquet"}.get(suffix, "libsvm")
 
 
 def load_xy(
@@ -293,14 +299,19 @@ def load_xy(
 ) -> tuple[sp.csr_matrix | np.ndarray, np.ndarray]:
     """Load a design matrix and its targets.
 
-    ``fmt`` is "libsvm" or "mm" (None: ``.mtx``/``.mm`` → mm, else libsvm).  LIBSVM
-    targets come from the file unless ``labels`` overrides them; Matrix Market
-    targets come from ``labels`` or the sibling ``<stem>.labels``.
+    ``fmt`` is "libsvm", "mm" or "parquet" (None: by suffix, see :func:`xy_format`).
+    LIBSVM targets come from the file unless ``labels`` overrides them; Matrix Market
+    targets come from ``labels`` or the sibling ``<stem>.labels``; Parquet targets are
+    the column named y, label or target (:mod:`smpframe.data.parquet`).
     """
     path = Path(path)
     fmt = xy_format(path, fmt)
     if fmt == "libsvm":
         X, y = load_libsvm(path)
+    elif fmt == "parquet":
+        from smpframe.data.splits import read_whole
+        rows = read_whole("parquet", str(path), PARQUET_XY)
+        X, y = rows["X"], rows["y"]
     elif fmt == "mm":
         X = load_matrix_market(path)
         if labels is None and not path.with_suffix(".labels").is_file():
@@ -310,7 +321,7 @@ def load_xy(
             )
         labels = path.with_suffix(".labels") if labels is None else labels
     else:
-        raise InputError(f"unknown data format {quote(fmt)} (expected 'libsvm' or 'mm')")
+        raise InputError(f"unknown data format {quote(fmt)} (expected 'libsvm', 'mm' or 'parquet')")
     if labels is not None:
         y = load_vector(labels)
     if len(y) != X.shape[0]:

@@ -4,7 +4,8 @@ Line formats (LIBSVM, CSV) split into byte ranges aligned to records as Hadoop's
 TextInputFormat does: a split owns every line that *starts* inside ``[start, stop)``.
 Its reader skips the partial line at its start (unless ``start`` is 0) and reads on
 past ``stop`` to the end of its last line, so the splits' lines are the file's lines,
-each read once. ``.npy`` splits into row ranges of a memory map.
+each read once. ``.npy`` splits into row ranges of a memory map, Parquet into row
+groups (:mod:`smpframe.data.parquet`).
 
 A split is read in two steps, so that what depends on the whole file is decided once:
 
@@ -39,19 +40,24 @@ Facts = dict[str, Any]
 
 # ---- cutting ------------------------------------------------------------------------------
 
-def cut(reader: str, path: str, n: int) -> list[dict[str, Any]]:
+def cut(reader: str, path: str, n: int, options: dict[str, Any] | None = None) -> list[dict[str, Any]]:
     """``path`` as at most ``n`` split descriptors: plain dicts (they travel to workers) with
-    ``reader``, ``path`` and a ``start``/``stop`` range (bytes; rows for ``.npy``)."""
+    ``reader``, ``path``, a ``start``/``stop`` range (bytes; rows for ``.npy``; row groups
+    for Parquet) and the reader's ``options``."""
     if reader not in READERS:
         raise InputError(f"no split reader {reader!r} (expected one of {', '.join(READERS)})")
-    if reader == "npy":
-        size = _npy_rows(path)
-        n = max(1, min(n, size))
+    if reader == "parquet":
+        from smpframe.data import parquet
+        edges = parquet.group_edges(path, n)
     else:
-        size = _size(path)
-        n = max(1, min(n, size // MIN_SPLIT_BYTES))
-    edges = [size * i // n for i in range(n + 1)]
-    return [{"reader": reader, "path": path, "start": a, "stop": b}
+        if reader == "npy":
+            size = _npy_rows(path)
+            n = max(1, min(n, size))
+        else:
+            size = _size(path)
+            n = max(1, min(n, size // MIN_SPLIT_BYTES))
+        edges = [size * i // n for i in range(n + 1)]
+    return [{"reader": reader, "path": path, "start": a, "stop": b, "options": dict(options or {})}
             for a, b in zip(edges[:-1], edges[1:])]
 
 
@@ -59,7 +65,8 @@ def valid(split: Any) -> bool:
     """Whether ``split`` (from the wire) is a descriptor :func:`cut` makes."""
     return (isinstance(split, dict) and split.get("reader") in READERS
             and isinstance(split.get("path"), str) and type(split.get("start")) is int
-            and type(split.get("stop")) is int and 0 <= split["start"] <= split["stop"])
+            and type(split.get("stop")) is int and 0 <= split["start"] <= split["stop"]
+            and isinstance(split.get("options", {}), dict))
 
 
 def split_bytes(split: dict[str, Any]) -> float:
@@ -89,10 +96,10 @@ def finish(split: dict[str, Any], rows: Rows, plan: dict[str, Any]) -> Rows:
     return READERS[split["reader"]][2](rows, plan)
 
 
-def read_whole(reader: str, path: str) -> Rows:
+def read_whole(reader: str, path: str, options: dict[str, Any] | None = None) -> Rows:
     """Every row of ``path`` in this process: data held where it is read. Read a chunk of
     about :data:`WHOLE_CHUNK_BYTES` at a time, so the parser's temporaries stay small."""
-    parts = cut(reader, path, max(1, -(-_size(path) // WHOLE_CHUNK_BYTES)))
+    parts = cut(reader, path, max(1, -(-_size(path) // WHOLE_CHUNK_BYTES)), options)
     read_parts = [read(part) for part in parts]
     plan = layout(reader, [facts for _, facts in read_parts], path)
     done = [finish(part, rows, plan) for part, (rows, _) in zip(parts, read_parts)]
@@ -259,9 +266,20 @@ def _read_npy(split: dict[str, Any]) -> tuple[Rows, Facts]:
     return {"X": check_dense(X, path, first_row=a, allow_empty=True)}, {}
 
 
+def _read_parquet(split: dict[str, Any]) -> tuple[Rows, Facts]:
+    from smpframe.data import parquet
+
+    return parquet.read_groups(split["path"], split["start"], split["stop"], **split["options"])
+
+
+def _parquet_layout(facts: list[Facts], path: str) -> dict[str, Any]:
+    return {"width": len(facts[0]["features"])}
+
+
 #: reader name -> (read one split, combine facts into a layout, apply the layout)
 READERS: dict[str, tuple[Callable, Callable, Callable]] = {
     "libsvm": (_read_libsvm, _libsvm_layout, _libsvm_finish),
     "csv": (_read_csv, _csv_layout, _same),
     "npy": (_read_npy, lambda facts, path: {}, _same),
+    "parquet": (_read_parquet, _parquet_layout, _same),
 }

@@ -147,3 +147,63 @@ def test_a_whole_file_read_in_chunks_is_the_file(tmp_path, monkeypatch):
     rows = splits.read_whole("libsvm", str(path))
     assert rows["X"].shape == X.shape and (rows["X"] != X).nnz == 0
     np.testing.assert_array_equal(rows["y"], y)
+
+
+# ---- Parquet ------------------------------------------------------------------------------
+
+pa = pytest.importorskip("pyarrow")
+pq = pytest.importorskip("pyarrow.parquet")
+
+
+def write_parquet(path, columns: dict, row_group_size: int) -> None:
+    pq.write_table(pa.table(columns), str(path), row_group_size=row_group_size)
+
+
+def test_parquet_splits_are_row_groups_that_join_to_the_table(tmp_path):
+    rng = np.random.default_rng(5)
+    cols = {"a": rng.normal(size=1000), "b": rng.integers(0, 9, 1000), "y": rng.normal(size=1000)}
+    path = tmp_path / "t.parquet"
+    write_parquet(path, cols, row_group_size=90)  # 12 row groups
+    parts = splits.cut("parquet", str(path), 5, {"target": "auto", "sparse": True})
+    assert len(parts) == 5 and parts[0]["start"] == 0 and parts[-1]["stop"] == 12
+    rows = read_all("parquet", str(path), 5)  # no target: every column a feature
+    np.testing.assert_array_equal(np.concatenate([p["X"] for p in rows]),
+                                  np.column_stack([cols["a"], cols["b"], cols["y"]]))
+    read = [splits.read(part)[0] for part in parts]
+    np.testing.assert_array_equal(np.concatenate([r["y"] for r in read]), cols["y"])
+    X = sp.vstack([r["X"] for r in read]).toarray()
+    np.testing.assert_array_equal(X, np.column_stack([cols["a"], cols["b"]]))
+
+
+@pytest.mark.parametrize("column, message", [
+    (pa.array([1.0, None, 3.0] * 40), r"column 'bad', row 1\b.*null"),
+    (pa.array([1.0, 2.0, float("inf")] * 40), r"column 'bad', row 2\b.*not finite"),
+    (pa.array(["x"] * 120), r"column 'bad' is string"),
+])
+def test_bad_parquet_columns_are_named_with_their_row(tmp_path, column, message):
+    path = tmp_path / "bad.parquet"
+    write_parquet(path, {"a": np.arange(120.0), "bad": column}, row_group_size=50)
+    with pytest.raises(InputError, match=message):
+        for part in splits.cut("parquet", str(path), 3):
+            splits.read(part)
+
+
+def test_parquet_rows_are_counted_from_the_file_start(tmp_path):
+    values = np.arange(300.0)
+    values[257] = np.nan
+    path = tmp_path / "late.parquet"
+    write_parquet(path, {"v": values}, row_group_size=100)
+    with pytest.raises(InputError, match=r"late\.parquet: column 'v', row 257 "):
+        for part in splits.cut("parquet", str(path), 3):
+            splits.read(part)
+
+
+def test_a_parquet_file_without_a_target_or_not_parquet_at_all(tmp_path):
+    path = tmp_path / "t.parquet"
+    write_parquet(path, {"a": np.arange(10.0)}, row_group_size=5)
+    with pytest.raises(InputError, match="no target column"):
+        splits.read(splits.cut("parquet", str(path), 1, {"target": "auto"})[0])
+    junk = tmp_path / "junk.parquet"
+    junk.write_bytes(b"not parquet")
+    with pytest.raises(InputError, match="not a readable Parquet file"):
+        splits.cut("parquet", str(junk), 2)
