@@ -41,6 +41,20 @@ except after a failure or a move).
 An iteration takes at least one round per fragment, so the CLI defaults LDA to
 one fragment per worker (``--fragments`` overrides it).
 
+The data-parallel baseline
+--------------------------
+``policy="data-parallel"`` (``--schedule data-parallel``) is AD-LDA (Newman et al.
+2009), the scheme of Yahoo!LDA and other parameter servers, for comparison with the
+rotation: one block holds the whole vocabulary, and each round is one iteration in
+which every fragment samples *all* its tokens against the word-topic counts
+committed at the end of the previous iteration (sent in the block, sparse, the same
+bytes to every worker). A fragment sees its own changes as it goes but not the other
+fragments' of the same iteration, so its counts are stale. ``pull`` merges the
+fragments' changes: each token that moved takes its count from its old topic to its
+new one (the sum of the fragments' word-topic deltas), so the merged counts are again
+exactly the counts of the committed topics, and the log-likelihood is computed the
+same way as for the rotation.
+
 ``ll_per_token`` is the joint ``log p(w, z)`` over the token count, the quantity
 the ``lda`` package's ``loglikelihood()`` returns (divided by the token count).
 It is computed every ``ll_every`` iterations and at the end: ``log p(z)`` is
@@ -253,6 +267,11 @@ def _int32(values: np.ndarray) -> np.ndarray:
     return np.array(values, dtype=np.int32)
 
 
+def _block_of(block: Payload | PerFragment, fragment: int) -> Payload:
+    """A fragment's block of a round: its own (rotation) or the one every fragment got."""
+    return block[fragment] if isinstance(block, PerFragment) else block
+
+
 def _wire_topics_dtype(n_topics: int) -> type:
     return np.uint8 if n_topics <= 256 else np.uint16 if n_topics <= 65536 else np.int32
 
@@ -306,19 +325,25 @@ class LDA(SMPProgram):
         Debug: check every count against the topics after each round.
     synthetic : dict, optional
         Arguments of the built-in corpus (when no data is given).
+    policy : {"rotation", "data-parallel"}
+        The schedule (``--schedule``): the model-parallel vocabulary rotation (every
+        fragment samples with exact counts, one round per block), or the data-parallel
+        baseline (AD-LDA: every fragment samples all its tokens in one round against the
+        counts of the previous iteration, and the scheduler merges their changes).
     """
 
     name = "lda"
     # One iteration takes at least one round per fragment (each fragment must meet
     # every vocabulary block): one fragment per worker gives fewer, larger rounds.
     fragments_per_worker = 1
-    cli_flags = {"fmt": "--format"}
+    cli_flags = {"fmt": "--format", "policy": "--schedule"}
 
     def __init__(self, topics: int = 20, alpha: float = 0.1, beta: float = 0.01,
                  iterations: int = 100, blocks: int | None = None, ll_every: int = 10,
                  top_words: int = 10, fmt: Literal["uci", "ldac", "text"] | None = None,
                  vocab: str | None = None, keep_stopwords: bool = False,
-                 check_counts: bool = False, synthetic: dict[str, Any] | None = None) -> None:
+                 check_counts: bool = False, synthetic: dict[str, Any] | None = None,
+                 policy: Literal["rotation", "data-parallel"] = "rotation") -> None:
         self.topics = topics
         self.alpha = alpha
         self.beta = beta
@@ -331,6 +356,7 @@ class LDA(SMPProgram):
         self.keep_stopwords = keep_stopwords
         self.check_counts = check_counts
         self.synthetic = synthetic
+        self.policy = policy
         self._vocab: list[str] | None = None
 
     def check_params(self) -> None:
@@ -347,6 +373,15 @@ class LDA(SMPProgram):
             raise InputError(f"--top-words must be >= 0, got {self.top_words}")
         if self.blocks is not None and int(self.blocks) < 1:
             raise InputError(f"--blocks must be >= 1, got {self.blocks}")
+        if self.policy not in ("rotation", "data-parallel"):
+            raise InputError(f"--schedule {self.policy}: expected rotation or data-parallel")
+        if self.policy == "data-parallel" and self.blocks is not None:
+            raise InputError("--blocks is for --schedule rotation (data-parallel samples the "
+                             "whole vocabulary in every round)")
+
+    @property
+    def _data_parallel(self) -> bool:
+        return self.policy == "data-parallel"
 
     def load_data(self, source: Any) -> Dataset:
         from smpframe.data.text import Corpus, load_corpus
@@ -388,8 +423,8 @@ class LDA(SMPProgram):
         X = ctx.dataset.rows["X"]
         V = X.shape[1]
         F = ctx.n_fragments
-        B = int(p["blocks"]) if p["blocks"] is not None else F
-        if B < F:
+        B = 1 if self._data_parallel else int(p["blocks"]) if p["blocks"] is not None else F
+        if B < F and not self._data_parallel:
             raise InputError(f"--blocks ({B}) must be at least the number of fragments ({F})")
         doc_ptr, words, doc_of_token = expand_tokens(X)
         N = int(words.size)
@@ -429,14 +464,14 @@ class LDA(SMPProgram):
         return lk.ll_words_part(m["nwk"], m["nk"], float(p["beta"])) \
             + lk.ll_docs_part(ndk, c["doc_lengths"], float(p["alpha"]))
 
-    def schedule(self, ctx: SchedulerContext) -> PerFragment | None:
+    def schedule(self, ctx: SchedulerContext) -> Payload | PerFragment | None:
         st, cache = ctx.state, ctx.cache
         B = cache["n_blocks"]
         if st["n_blocks"] != B:  # resumed with other fragments: restart the current iteration
             st["step"] = st["step"] // st["n_blocks"] * B
             st["n_blocks"] = B
         if ctx.inflight or st["step"] >= int(self.iterations) * B:
-            return None  # a round needs the previous one committed (rotation), or we are done
+            return None  # a round needs the previous one committed, or we are done
         step = int(st["step"])
         last_of_iteration = step % B == B - 1
         iteration = step // B + 1
@@ -446,6 +481,10 @@ class LDA(SMPProgram):
             ctx.n_fragments, np.uint64) >> np.uint64(1)
         nwk, nk = ctx.model["nwk"], ctx.model["nk"]
         wire = _wire_topics_dtype(nk.size)
+        if self._data_parallel:  # the whole vocabulary, as committed, to every fragment
+            lengths, topics, counts = sparse_rows(nwk, cache["block_words"][0])
+            return {"step": step, "b": 0, "seeds": seeds.astype(np.int64), "ll": bool(want_ll),
+                    "rl": lengths, "rt": topics.astype(wire), "rc": counts, "nk": nk}
         plan = PerFragment()
         for f, b in enumerate(rotation(B, ctx.n_fragments, step)):
             b = int(b)
@@ -462,40 +501,40 @@ class LDA(SMPProgram):
         cache, K, b = ctx.cache, int(self.topics), int(block["b"])
         lo, hi = cache["cell_tok"][fragment, b], cache["cell_tok"][fragment, b + 1]
         new_z, dnk = partial.get("z"), partial.get("dnk")
-        arrays = [partial.get(key) for key in ("z", "dnk", "rl", "rt", "rc")]
-        if not all(isinstance(a, np.ndarray) and a.dtype.kind in "iu" for a in arrays):
-            raise ValueError("z, dnk, rl, rt and rc must be integer arrays")
+        keys = ("z", "dnk") if self._data_parallel else ("z", "dnk", "rl", "rt", "rc")
+        if not all(isinstance(partial.get(k), np.ndarray) and partial[k].dtype.kind in "iu"
+                   for k in keys):
+            raise ValueError(f"{', '.join(keys)} must be integer arrays")
         if new_z.shape != (hi - lo,) or dnk.shape != (K,):
             raise ValueError("z or dnk has the wrong shape")
         if new_z.size and int(new_z.max()) >= K:
             raise ValueError("a topic is out of range")
         if int(dnk.sum()) != 0:
             raise ValueError("dnk changes the number of tokens")
-        rows = _int32(partial["rl"]), _int32(partial["rt"]), _int32(partial["rc"])
-        check_sparse_rows(*rows, cache["block_words"][b].size, K, "rows")
+        if not self._data_parallel:
+            rows = _int32(partial["rl"]), _int32(partial["rt"]), _int32(partial["rc"])
+            check_sparse_rows(*rows, cache["block_words"][b].size, K, "rows")
 
-    def pull(self, ctx: SchedulerContext, block: PerFragment, partials: dict[int, Payload]) -> Payload:
+    def pull(self, ctx: SchedulerContext, block: Payload | PerFragment,
+             partials: dict[int, Payload]) -> Payload:
         p, st, cache, model = self.params, ctx.state, ctx.cache, ctx.model
-        step = int(next(iter(block.values()))["step"])
+        step = int(_block_of(block, next(iter(partials)))["step"])
         K, N = int(p["topics"]), cache["n_tokens"]
         nwk, nk, z = model["nwk"], model["nk"], model["z"]
         dnk = np.zeros(K, np.int64)
         frags, blocks, zs = [], [], []
         for f, part in partials.items():
-            b = int(block[f]["b"])
-            bw = cache["block_words"][b]
+            b = int(_block_of(block, f)["b"])
             lo, hi = cache["cell_tok"][f, b], cache["cell_tok"][f, b + 1]
             new_z = part["z"]
-            rows = _int32(part["rl"]), _int32(part["rt"]), _int32(part["rc"])
-            old = cache["model_rows"].get(b)  # what the model holds for the block, if known
-            if old is None:
-                scatter_rows(nwk, bw, *rows)
+            if self._data_parallel:
+                # one block: the fragment's tokens are z[lo:hi] in document order; moving
+                # each changed token's count merges the fragment's word-topic delta
+                reassign(cache["words"][lo:hi], z[lo:hi], _int32(new_z), nwk)
             else:
-                replace_rows(nwk, bw, old[0], old[1], *rows)
-            cache["model_rows"][b] = rows
-            cache["block_rows"][b] = (part["rl"], part["rt"], part["rc"])  # next round's input
+                self._commit_rows(cache, nwk, b, part)
+                scatter_topics(z, cache["gpos"][lo:hi], _int32(new_z))
             dnk += part["dnk"]
-            scatter_topics(z, cache["gpos"][lo:hi], _int32(new_z))
             frags.append(int(f))
             blocks.append(b)
             zs.append(new_z)
@@ -524,6 +563,19 @@ class LDA(SMPProgram):
         np.cumsum([a.size for a in zs], out=ptr[1:])
         return {"step": step, "frags": frags, "blocks": blocks, "zptr": ptr,
                 "z": np.concatenate(zs) if zs else np.zeros(0, np.uint8)}
+
+    @staticmethod
+    def _commit_rows(cache: dict[str, Any], nwk: np.ndarray, b: int, part: Payload) -> None:
+        """Rotation: write a block's returned rows into the model, and keep them as the
+        next round's input for that block (so the scheduler never rebuilds them)."""
+        rows = _int32(part["rl"]), _int32(part["rt"]), _int32(part["rc"])
+        old = cache["model_rows"].get(b)  # what the model holds for the block, if known
+        if old is None:
+            scatter_rows(nwk, cache["block_words"][b], *rows)
+        else:
+            replace_rows(nwk, cache["block_words"][b], old[0], old[1], *rows)
+        cache["model_rows"][b] = rows
+        cache["block_rows"][b] = (part["rl"], part["rt"], part["rc"])
 
     def _check(self, ctx: SchedulerContext, partials: dict[int, Payload], step: int) -> None:
         """Debug (``check_counts``): every count agrees with z, and with the workers' ndk."""
@@ -622,13 +674,15 @@ class LDA(SMPProgram):
         nk_before = nk.copy()
         z = st["z"][lo:hi]
         st["pending"] = (int(block["step"]), b, z.copy())
+        seed = block["seeds"][fragment.id] if self._data_parallel else block["seed"]
         _, lengths, topics, counts = lk.sample_block_sparse(
             st["positions"][:hi - lo], st["rows"][lo:hi], st["doc"][lo:hi], z, st["ndk"], *rows,
             st["identity"], nk, float(p["alpha"]), float(p["beta"]),
-            float(p["beta"]) * int(wctx.meta["n_words"]), int(block["seed"]))
+            float(p["beta"]) * int(wctx.meta["n_words"]), int(seed))
         wire = _wire_topics_dtype(K)
-        out = {"rl": lengths, "rt": topics.astype(wire), "rc": counts, "dnk": nk - nk_before,
-               "z": z.astype(wire)}
+        out = {"dnk": nk - nk_before, "z": z.astype(wire)}
+        if not self._data_parallel:  # the block's rows move on with it; data-parallel: z says all
+            out.update(rl=lengths, rt=topics.astype(wire), rc=counts)
         if block["ll"]:
             out["ll_docs"] = lk.ll_docs_part(st["ndk"], st["doc_lengths"], float(p["alpha"]))
         if p["check_counts"]:

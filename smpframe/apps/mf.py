@@ -51,6 +51,22 @@ class MatrixFactorization(SMPProgram):
     Every round needs the previous one's commit, so rounds never overlap: with
     ``--pipeline-depth`` > 0 the scheduler still waits for the round in flight.
 
+    **The data-parallel baseline** (``policy="data-parallel"``, ``--schedule
+    data-parallel``) is not coordinate descent but parameter-server SGD with model
+    averaging, for comparison: one round per epoch, in which every fragment makes one
+    pass of stochastic gradient steps over its ratings (in a random order) against its
+    copy of the factors committed at the end of the previous epoch. Its local rows are
+    its own, but the other side's rows are stale copies that other fragments step
+    too; the scheduler keeps each fragment's local rows and moves every other-side row
+    by the mean of the fragments' changes to it (iterative parameter mixing; summing
+    the changes instead diverges, as every fragment steps the same popular rows). The
+    step size is ``learning_rate / sqrt(1 + epoch)``, and both sides start random (SGD
+    does not leave zero factors). The objective may rise, and the run approaches a
+    minimum without reaching it; averaging makes the shared rows' progress per epoch
+    that of one fragment's share of their ratings, so it needs more epochs than the
+    exact schedule. The scheduler computes the reported training loss from the ratings
+    it holds, so the figures are those of the same objective.
+
     The training loss after a round is computed exactly from the same sums, so every
     epoch's objective, training RMSE and (with a test set) test RMSE are reported
     (progress lines, ``metrics``, ``summary["history"]``) at no extra round.
@@ -96,16 +112,24 @@ class MatrixFactorization(SMPProgram):
         Standard deviation of the random initial factors.
     synthetic : dict, optional
         Arguments of the built-in ratings (when no data is given).
+    policy : {"model-parallel", "data-parallel"}
+        The schedule (``--schedule``): exact coordinate descent with every row written by
+        its one owner (``mode`` picks the rounds), or the data-parallel SGD baseline
+        (stale copies of the shared rows, averaged once per epoch).
+    learning_rate : float
+        Data-parallel: the SGD step size of the first epoch.
     """
 
     name = "mf"
-    cli_flags = {"lam": "--lambda", "fmt": "--format"}
+    cli_flags = {"lam": "--lambda", "fmt": "--format", "policy": "--schedule"}
 
     def __init__(self, rank: int = 10, lam: float = 10.0, epochs: int = 20, inner: int = 2,
                  biases: bool = True, test: str | None = None,
                  fmt: Literal["csv", "tsv", "dat", "space", "mm"] | None = None,
                  tol: float = 0.0, mode: Literal["auto", "epoch", "factor"] = "auto",
-                 init_scale: float = 0.1, synthetic: dict[str, Any] | None = None) -> None:
+                 init_scale: float = 0.1, synthetic: dict[str, Any] | None = None,
+                 policy: Literal["model-parallel", "data-parallel"] = "model-parallel",
+                 learning_rate: float = 0.2) -> None:
         self.rank = rank
         self.lam = lam
         self.epochs = epochs
@@ -117,6 +141,8 @@ class MatrixFactorization(SMPProgram):
         self.mode = mode
         self.init_scale = init_scale
         self.synthetic = synthetic
+        self.policy = policy
+        self.learning_rate = learning_rate
         self._test: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
         self._ids: tuple[np.ndarray, np.ndarray] | None = None
 
@@ -133,6 +159,16 @@ class MatrixFactorization(SMPProgram):
             raise InputError("--epochs must be >= 0 and --inner >= 1")
         if self.mode not in ("auto", "epoch", "factor"):
             raise InputError(f"mode must be auto, epoch or factor, got {self.mode!r}")
+        if self.policy not in ("model-parallel", "data-parallel"):
+            raise InputError(f"--schedule {self.policy}: expected model-parallel or data-parallel")
+        if not 0 < float(self.learning_rate) < float("inf"):
+            raise InputError(f"--learning-rate must be a finite number > 0, got {self.learning_rate}")
+        if self.policy == "data-parallel" and self.mode != "auto":
+            raise InputError("--mode is for --schedule model-parallel")
+
+    @property
+    def _data_parallel(self) -> bool:
+        return self.policy == "data-parallel"
 
     @property
     def _dim(self) -> int:
@@ -175,28 +211,38 @@ class MatrixFactorization(SMPProgram):
                 for lo, hi in ctx.bounds]
         tri = dim * (dim + 1) // 2
         volume = sum(len(b) for b in b_of) * (tri + dim)
-        mode = p["mode"]
+        mode = "sgd" if self._data_parallel else p["mode"]
         if mode == "auto":
             mode = "epoch" if tri <= 256 and volume <= 4_000_000 else "factor"
         user_ids, item_ids = self._ids if self._ids is not None else (np.arange(0), np.arange(0))
         ctx.cache = {"b_of": b_of, "b_all": np.concatenate(b_of), "mode": mode,
                      "user_ids": user_ids, "item_ids": item_ids,
                      "range": (float(R.data.min()), float(R.data.max()))}
+        if self._data_parallel:  # for the merge (fragments per row) and the loss (the ratings)
+            ctx.cache.update(b_copies=np.bincount(ctx.cache["b_all"], minlength=n_b),
+                             count_b=np.bincount(R.indices, minlength=n_b),
+                             indptr=R.indptr.astype(np.int64), indices=R.indices.astype(np.int64))
         if self._test is not None:
             ctx.cache["test"] = _map_test(self._test, user_ids, item_ids, meta["local"])
         B = float(p["init_scale"]) * ctx.rng.standard_normal((n_b, dim))
         if p["biases"]:
             B[:, 0] = 0.0
-        ctx.model.update(A=np.zeros((n_a, dim)), B=B, mu=np.array([meta["mu"]]))
+        A = np.zeros((n_a, dim))
+        if self._data_parallel:  # SGD needs both sides off the saddle at zero factors
+            A[:, int(bool(p["biases"])):] = float(p["init_scale"]) * ctx.rng.standard_normal(
+                (n_a, int(p["rank"])))
+        ctx.model.update(A=A, B=B, mu=np.array([meta["mu"]]))
         e0 = R.data - meta["mu"]
         ctx.state.update(epoch=0, step=0, history=[], objective=None)
+        if self._data_parallel:
+            ctx.state["seed"] = int(ctx.rng.integers(0, 2**31 - 1))
         self._record_epoch(ctx, float(e0 @ e0))
 
     def warm_up(self, role: str, xp: Any) -> None:
         K.warm_up()
 
     def _steps_per_epoch(self, ctx: SchedulerContext) -> int:
-        if ctx.cache["mode"] == "epoch":
+        if ctx.cache["mode"] in ("epoch", "sgd"):
             return 1
         return int(bool(self.biases)) + int(self.rank) * int(self.inner)
 
@@ -206,6 +252,9 @@ class MatrixFactorization(SMPProgram):
             return None  # every update needs the previous one's result: wait for the round in flight
         if ctx.cache["mode"] == "epoch":
             return {"kind": "epoch"}
+        if ctx.cache["mode"] == "sgd":
+            return {"kind": "sgd", "seed": int(st["seed"]) + st["epoch"],
+                    "lr": float(self.learning_rate) / np.sqrt(1.0 + st["epoch"])}
         step = st["step"]
         if self.biases:
             if step == 0:
@@ -223,6 +272,10 @@ class MatrixFactorization(SMPProgram):
             expect_array(partial, "c", (others, dim))
             expect_array(partial, "g", (others, dim * (dim + 1) // 2))
             return
+        if block["kind"] == "sgd":
+            expect_array(partial, "a", (rows, self._dim))
+            expect_array(partial, "db", (others, self._dim))
+            return
         for key, size in (("num_a", rows), ("den_a", rows), ("num_b", others), ("den_b", others)):
             expect_array(partial, key, (size,))
 
@@ -230,6 +283,8 @@ class MatrixFactorization(SMPProgram):
         st = ctx.state
         if block["kind"] == "epoch":
             update, loss = self._commit_epoch(ctx, partials)
+        elif block["kind"] == "sgd":
+            update, loss = self._commit_sgd(ctx, partials)
         else:
             update, loss = self._commit_column(ctx, block, partials)
         st["step"] += 1
@@ -257,6 +312,21 @@ class MatrixFactorization(SMPProgram):
         loss = K.side_loss(g, c, new_b, float(sum_partials(partials, "yy")))
         model["A"], model["B"] = new_a, new_b
         return {"kind": "epoch", "A": new_a, "B": new_b}, loss
+
+    def _commit_sgd(self, ctx: SchedulerContext, partials: dict[int, Payload]) -> tuple[Payload, float]:
+        """Data-parallel: the fragments' local rows, and every other-side row moved by the
+        mean of the fragments' changes to it; the loss recomputed from the ratings."""
+        model, cache = ctx.model, ctx.cache
+        new_a = concat_partials(partials, "a")
+        step = np.zeros_like(model["B"])
+        for f, q in partials.items():
+            step[cache["b_of"][f]] += q["db"]
+        new_b = model["B"] + step / np.maximum(cache["b_copies"], 1)[:, None]
+        model["A"], model["B"] = new_a, new_b
+        R = ctx.dataset.rows["R"]
+        e = K.residuals(cache["indptr"], cache["indices"], R.data, float(model["mu"][0]), new_a,
+                        new_b, bool(self.biases))
+        return {"kind": "epoch", "A": new_a, "B": new_b}, float(e @ e)  # synced as an epoch
 
     def _commit_column(self, ctx: SchedulerContext, block: Payload,
                        partials: dict[int, Payload]) -> tuple[Payload, float]:
@@ -297,8 +367,11 @@ class MatrixFactorization(SMPProgram):
         return previous is not None and tol > 0 and previous - entry["objective"] <= tol * abs(previous)
 
     def snapshot(self, ctx: SchedulerContext, fragment: int) -> Payload:
-        return {"A": ctx.model["A"], "B": ctx.model["B"], "mu": ctx.model["mu"],
-                "factor_mode": np.array([ctx.cache["mode"] == "factor"])}
+        out = {"A": ctx.model["A"], "B": ctx.model["B"], "mu": ctx.model["mu"],
+               "factor_mode": np.array([ctx.cache["mode"] == "factor"])}
+        if self._data_parallel:
+            out["count_b"] = ctx.cache["count_b"]
+        return out
 
     def expected_rounds(self, ctx: SchedulerContext) -> int:
         return int(self.epochs) * self._steps_per_epoch(ctx)
@@ -344,6 +417,8 @@ class MatrixFactorization(SMPProgram):
         frag = {"indptr": indptr, "lb": lb.astype(np.int64).ravel(), "r": r, "a": a_rows,
                 "b": b_ids, "A": np.ascontiguousarray(model["A"][a_rows]),
                 "B": np.ascontiguousarray(model["B"][b_ids]), "mu": float(model["mu"][0])}
+        if "count_b" in model:  # data-parallel: every fragment's ratings of its other-side rows
+            frag["count_b"] = np.asarray(model["count_b"], dtype=np.float64)[b_ids]
         if bool(model["factor_mode"][0]):
             frag["e"] = K.residuals(indptr, frag["lb"], r, frag["mu"], frag["A"], frag["B"],
                                     bool(self.biases))
@@ -356,6 +431,11 @@ class MatrixFactorization(SMPProgram):
             new_a, c, g, yy = K.epoch_partials(f["indptr"], f["lb"], f["r"], f["mu"], f["A"], f["B"],
                                                lam, int(self.inner), bool(self.biases), f["b"].size)
             return {"a": new_a, "c": c, "g": g, "yy": yy}
+        if block["kind"] == "sgd":
+            order = np.random.default_rng([int(block["seed"]), fragment.id]).permutation(f["r"].size)
+            new_a, new_b = K.sgd_epoch(f["indptr"], f["lb"], f["r"], f["mu"], f["A"], f["B"],
+                                       f["count_b"], order, lam, float(block["lr"]), bool(self.biases))
+            return {"a": new_a, "db": new_b - f["B"]}
         if block["kind"] == "bias":
             out = K.bias_partials(f["indptr"], f["lb"], f["e"], f["A"], f["B"], lam, f["b"].size)
         else:

@@ -18,6 +18,10 @@ Two schedules use these kernels:
 * *factor* rounds (:func:`factor_partials`, :func:`bias_partials`): CCD++ rank-one
   updates of one column at a time on residuals ``e``, for ranks whose ``G`` would be
   too large to ship.
+
+The data-parallel baseline uses :func:`sgd_epoch`: one stochastic-gradient pass over a
+fragment's ratings against copies of the committed rows (the other side's rows being
+stale copies that other fragments update too).
 """
 from __future__ import annotations
 
@@ -250,6 +254,51 @@ def apply_column(indptr, lb, e, th_a, th_b, col, new_a, new_b, is_bias):
         th_b[j, col] = new_b[j]
 
 
+@njit(cache=True, nogil=True, fastmath=True)
+def sgd_epoch(indptr, lb, r, mu, th_a, th_b, count_b, order, lam, lr, has_bias):
+    """One SGD pass over a fragment's ratings, in ``order``, on copies of its rows.
+
+    Each rating ``p`` steps both rows it touches along the negative gradient (halved) of
+    ``e_p^2 + lam (|th_a|^2 / n_a + |th_b|^2 / count_b)``, the penalty's part taken as an
+    implicit (proximal) step so that no step size makes it diverge: a row's penalty spread over all
+    its ratings (``n_a``, a local row's, are all here; ``count_b`` counts the other side's
+    over every fragment), so each fragment minimises its share of the objective.
+    Returns ``(new_a, new_b)``; the inputs are not changed.
+    """
+    n_a = indptr.shape[0] - 1
+    dim = th_a.shape[1]
+    row_of = np.empty(r.shape[0], np.int64)
+    reg_a = np.empty(n_a)
+    for a in range(n_a):
+        row_of[indptr[a]:indptr[a + 1]] = a
+        reg_a[a] = lam / max(indptr[a + 1] - indptr[a], 1)
+    reg_b = lam / np.maximum(count_b, 1.0)
+    new_a = th_a.copy()
+    new_b = th_b.copy()
+    start = 1 if has_bias else 0
+    for t in range(order.shape[0]):
+        p = order[t]
+        a = row_of[p]
+        j = lb[p]
+        pred = mu
+        if has_bias:
+            pred += new_a[a, 0] + new_b[j, 0]
+        for d in range(start, dim):
+            pred += new_a[a, d] * new_b[j, d]
+        e = r[p] - pred
+        shrink_a = 1.0 / (1.0 + lr * reg_a[a])  # the penalty's step taken implicitly:
+        shrink_b = 1.0 / (1.0 + lr * reg_b[j])  # stable at any step size
+        if has_bias:
+            new_a[a, 0] = (new_a[a, 0] + lr * e) * shrink_a
+            new_b[j, 0] = (new_b[j, 0] + lr * e) * shrink_b
+        for d in range(start, dim):
+            wa = new_a[a, d]
+            wb = new_b[j, d]
+            new_a[a, d] = (wa + lr * e * wb) * shrink_a
+            new_b[j, d] = (wb + lr * e * wa) * shrink_b
+    return new_a, new_b
+
+
 @njit(cache=True, nogil=True)
 def predict(th_a, th_b, mu, has_bias, a, b, lo, hi):
     """Predictions for code pairs ``(a[k], b[k])``, clipped to ``[lo, hi]``; a code -1
@@ -286,4 +335,5 @@ def warm_up() -> None:
     factor_partials(indptr, lb, e, th, th, 1, 1.0, 1)
     bias_partials(indptr, lb, e, th, th, 1.0, 1)
     apply_column(indptr, lb, e, th.copy(), th.copy(), 1, one, one, False)
+    sgd_epoch(indptr, lb, one, 0.0, th, th, one, lb, 1.0, 0.01, True)
     predict(th, th, 0.0, True, lb, lb, 0.0, 1.0)

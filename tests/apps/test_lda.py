@@ -12,7 +12,7 @@ import pytest
 from scipy.optimize import linear_sum_assignment
 
 from smpframe import Fragment, LocalCluster, WorkerContext, run_local
-from smpframe.api import rows_context
+from smpframe.api import PerFragment, rows_context
 from smpframe.apps import lda_kernels as lk
 from smpframe.apps.lda import LDA, balance_word_blocks, expand_tokens
 from smpframe.data.synthetic_corpus import make_corpus
@@ -86,9 +86,11 @@ class Driver:
         if block is None:
             return False
         self.ctx.inflight.append(block)  # dispatched
-        partials = {f: self._push(f, block[f]) for f in block}
+        tasks = dict(block) if isinstance(block, PerFragment) else \
+            dict.fromkeys(range(self.ctx.n_fragments), block)  # a broadcast block
+        partials = {f: self._push(f, task) for f, task in tasks.items()}
         if redo:
-            partials = {f: self._push(f, block[f]) for f in block}
+            partials = {f: self._push(f, task) for f, task in tasks.items()}
         for f in move:  # accepted partial, then the fragment moves before the commit
             self.holder(f).fragments.pop(f)
             fresh = self._worker()
@@ -275,6 +277,66 @@ def test_sparse_kernel_matches_dense_kernel():
     assert (new_cnt > 0).all()
     for a, b in zip(inputs, (lengths, topics, counts)):
         np.testing.assert_array_equal(a, b)
+
+
+# ---- the data-parallel baseline (--schedule data-parallel) --------------------------------
+
+def test_data_parallel_merges_exact_counts_and_faults_leave_its_chain_alone(small):
+    """One round per iteration; after every merge the counts are the counts of the
+    committed topics, and redone rounds or moved fragments draw the same chain."""
+    corpus = small[0]
+    clean = Driver(LDA(topics=5, iterations=3, policy="data-parallel"), corpus, n_fragments=3)
+    clean.run()
+    assert clean.ctx.round == 3
+    faulty = Driver(LDA(topics=5, iterations=3, policy="data-parallel", check_counts=True), corpus,
+                    n_fragments=3)
+    faults = [{"redo": True}, {"move": (1,)}, {"redo": True, "move": (0, 2)}]
+    for fault in faults:
+        assert faulty.round(**fault)
+        faulty.assert_consistent()
+    assert not faulty.round()
+    np.testing.assert_array_equal(faulty.ctx.model["z"], clean.ctx.model["z"])
+    np.testing.assert_array_equal(faulty.ctx.model["nwk"], clean.ctx.model["nwk"])
+
+
+def test_data_parallel_reaches_the_rotation_log_likelihood_within_its_spread(small):
+    """Final ll/token of 5 chains each: the data-parallel median lies within the rotation's
+    run-to-run range (max - min over its seeds) of that range."""
+    corpus = small[0]
+    finals = {policy: [Driver(LDA(topics=5, alpha=0.1, beta=0.05, iterations=60, ll_every=60,
+                                  policy=policy), corpus, n_fragments=4, seed=seed).run()[0]["ll_per_token"]
+                       for seed in range(5)]
+              for policy in ("rotation", "data-parallel")}
+    rotation = np.array(finals["rotation"])
+    spread = rotation.max() - rotation.min()
+    assert 0 < spread < 0.05
+    assert rotation.min() - spread <= np.median(finals["data-parallel"]) <= rotation.max() + spread
+
+
+def test_cluster_data_parallel_recovers_known_topics(small):
+    corpus, phi, _ = small
+    program = LDA(topics=5, alpha=0.1, beta=0.05, iterations=30, ll_every=10, check_counts=True,
+                  policy="data-parallel")
+    result = run_local(program, data=corpus, workers=2, quiet=True, fragments=4, **SAFE)
+    s, m = result.summary, result.model
+    assert s["converged"] and s["iterations"] == 30 and s["rounds"] == 30 and s["blocks"] == 1
+    assert matched_cosines(m["topic_word"], phi).min() >= 0.9
+    assert dict(s["ll_history"])[30] == pytest.approx(s["ll_per_token"], rel=1e-12)
+    _, same = Driver(LDA(topics=5, alpha=0.1, beta=0.05, iterations=30, policy="data-parallel"),
+                     corpus, n_fragments=4).run()
+    np.testing.assert_array_equal(m["nwk"], same["nwk"])
+
+
+def test_schedule_option_and_its_checks():
+    from smpframe.errors import InputError
+    from smpframe.params import program_options
+    option = next(o for o in program_options(LDA) if o.name == "policy")
+    assert option.flag == "--schedule" and option.choices == ("rotation", "data-parallel")
+    assert option.default == "rotation"
+    with pytest.raises(InputError, match="--schedule"):
+        LDA(policy="hogwild").check_params()
+    with pytest.raises(InputError, match="--blocks"):
+        LDA(policy="data-parallel", blocks=4).check_params()
 
 
 def test_make_corpus_is_deterministic_and_well_formed():
