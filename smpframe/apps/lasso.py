@@ -143,11 +143,13 @@ class Lasso(L1Regression):
     def _independent_of_inflight(self, ctx: SchedulerContext, pick: np.ndarray) -> np.ndarray:
         """Drop candidates with |corr| >= rho to a column of a block still in flight."""
         busy = [b["idx"] for b in ctx.inflight if b["kind"] == "block"]
-        rho = float(self.rho)
-        if not busy or rho >= 1.0:
+        if not busy:
             return pick
         guard = np.unique(np.concatenate(busy))
-        pick = pick[~np.isin(pick, guard)]
+        pick = pick[~np.isin(pick, guard)]  # a column in flight is not updated again (|corr| 1)
+        rho = float(self.rho)
+        if rho >= 1.0:
+            return pick
         if "X" not in ctx.cache:
             ctx.cache["X"] = ctx.dataset.rows["X"].tocsc()
         kept = dependency_filter(np.concatenate([guard, pick]), ctx.cache["X"], rho, guard.size + pick.size)
@@ -190,7 +192,8 @@ class Lasso(L1Regression):
         model["priority"][idx] = np.abs(delta)
         st["rr"] -= rr_drop
         st["objective"] += -rr_drop / (2 * n) + st["lam"] * (np.abs(new_B).sum() - np.abs(beta_B).sum())
-        ctx.report(objective=st["objective"], nnz=int(np.count_nonzero(model["coef"])))
+        ctx.report(objective=st["objective"], nnz=int(np.count_nonzero(model["coef"])),
+                   block=int(idx.size))
         moved = delta != 0.0
         return {"idx": idx[moved], "d": delta[moved], "d0": float(d0)}
 
@@ -217,7 +220,7 @@ class Lasso(L1Regression):
         model["priority"][:] = prio
         st.update(rr=rr, objective=primal, need_full=False, epoch_max=float(prio.max(initial=0.0)),
                   gap=gap / primal if primal > 0 else 0.0, blocks_since_full=0)
-        ctx.report(objective=primal, gap=st["gap"], nnz=int(np.count_nonzero(beta)))
+        ctx.report(objective=primal, gap=st["gap"], nnz=int(np.count_nonzero(beta)), block=int(beta.size))
         if st["gap"] <= self.tol or st["epoch_max"] == 0.0:
             ctx.stop(converged=True)
 
@@ -228,7 +231,8 @@ class Lasso(L1Regression):
         st = ctx.state
         summary = {"app": self.name, "objective": st["objective"], "duality_gap": st["gap"],
                    "nnz": int(np.count_nonzero(ctx.model["coef"])), "lambda": st["lam"],
-                   "lambda_max": st["lam_max"], "intercept": bool(self.intercept)}
+                   "lambda_max": st["lam_max"], "intercept": bool(self.intercept),
+                   "schedule": self.policy}
         return summary, {"coef": ctx.model["coef"], "intercept": ctx.model["intercept"]}
 
     # ---- worker ---------------------------------------------------------------------

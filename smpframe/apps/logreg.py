@@ -267,7 +267,8 @@ class LogReg(L1Regression):
             return None
         model["coef"][idx] = beta + delta
         model["intercept"][0] += d0
-        ctx.report(objective=st["objective"], nnz=int(np.count_nonzero(model["coef"])))
+        ctx.report(objective=st["objective"], nnz=int(np.count_nonzero(model["coef"])),
+                   block=int(idx.size))
         moved = delta != 0.0
         return {"idx": idx[moved], "d": delta[moved], "d0": float(d0)}
 
@@ -296,7 +297,7 @@ class LogReg(L1Regression):
                   blocks_since_full=0,
                   epoch_max=max(float(prio.max(initial=0.0)), i_prio), last_full=primal,
                   change=change)
-        ctx.report(objective=primal, gap=rel, nnz=int(np.count_nonzero(beta)))
+        ctx.report(objective=primal, gap=rel, nnz=int(np.count_nonzero(beta)), block=int(beta.size))
         tol = float(self.tol)
         if rel <= tol:
             st["stopped_by"] = "duality gap"
@@ -323,7 +324,7 @@ class LogReg(L1Regression):
                    "accuracy": accuracy, "nnz": int(np.count_nonzero(coef)), "lambda": st["lam"],
                    "lambda_max": st["lam_max"], "intercept": bool(self.intercept),
                    "objective_change": st["change"], "stopped_by": st["stopped_by"],
-                   "rejected_steps": int(st["rejected"])}
+                   "rejected_steps": int(st["rejected"]), "schedule": self.policy}
         return summary, {"coef": coef, "intercept": np.array([b0])}
 
     # ---- worker ---------------------------------------------------------------------

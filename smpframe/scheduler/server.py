@@ -215,7 +215,8 @@ class SchedulerServer:
                        fragments=self.ctx.n_fragments, dropped_messages=self.dropped,
                        worker_peak_mb=max(state.peak_mb.values(), default=None),
                        scheduler_peak_mb=budget.peak_memory_mb(), read_on=(
-                           "scheduler" if self.ctx.has_rows else "workers"))
+                           "scheduler" if self.ctx.has_rows else "workers"),
+                       round_history=state.history)
         files = _run_user("extra_outputs", self.program.extra_outputs, self.ctx)
         return RunResult(summary, model, self.metrics, state.events, files)
 

@@ -128,6 +128,8 @@ class SchedulerState:
             self.phase, self.layout = LOAD, None
             self._sizes = [float(ctx.dataset.row_weights()[a:b].sum()) for a, b in ctx.bounds]
         self.facts: dict[int, dict[str, Any]] = {}  # this phase's, by fragment
+        #: one line per commit: the round, solve seconds and the program's scalar figures
+        self.history: list[dict[str, Any]] = []
 
     # ---- events ---------------------------------------------------------------------
     @_contained
@@ -457,7 +459,7 @@ class SchedulerState:
             if rnd.pending:
                 break
             del self.inflight[number]
-            self._commit(rnd)
+            self._commit(rnd, now)
             if self.finished:
                 return out
         if self.ctx.stop_requested:
@@ -484,11 +486,14 @@ class SchedulerState:
         out += self._flush_loads()
         return out
 
-    def _commit(self, rnd: Round) -> None:
+    def _commit(self, rnd: Round, now: float) -> None:
         partials = {f: rnd.partials[f] for f in sorted(rnd.partials)}
         self.ctx.inflight.pop(0)
         update = self._call("pull", self.program.pull, self.ctx, rnd.block, partials)
         self.ctx.round += 1
+        self.history.append({"round": self.ctx.round,
+                             "t": round(self.ctx.prior_elapsed + now - self.ctx.started, 6),
+                             **_scalars(self.ctx.metrics)})
         self.commits.append(update)
         self._gc_commits()
 
@@ -622,6 +627,19 @@ def valid_hello(info: Any) -> bool:
     """A HELLO body names the worker's device, host and pid with the right types."""
     return (isinstance(info, dict) and isinstance(info.get("device"), str)
             and isinstance(info.get("host"), str) and type(info.get("pid")) is int)
+
+
+def _scalars(metrics: dict[str, Any]) -> dict[str, float | int]:
+    """The numbers among a program's reported figures, as plain JSON numbers."""
+    out: dict[str, float | int] = {}
+    for key, value in metrics.items():
+        if isinstance(value, (bool, np.bool_)):
+            continue
+        if isinstance(value, (int, np.integer)):
+            out[key] = int(value)
+        elif isinstance(value, (float, np.floating)) and math.isfinite(value):
+            out[key] = float(value)
+    return out
 
 
 def _is_duration(value: Any) -> bool:

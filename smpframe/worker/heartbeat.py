@@ -11,6 +11,11 @@ from smpframe.config import RunConfig
 from smpframe.protocol import Message, decode, encode
 
 
+#: the longest a stopped heartbeat thread takes to notice (a warm cluster's worker stops it
+#: between runs, and each run waits for it)
+STOP_LATENCY = 0.05
+
+
 class Heartbeat(threading.Thread):
     """Sends HEARTBEAT every ``interval`` seconds; notes the scheduler's replies.
 
@@ -43,7 +48,7 @@ class Heartbeat(threading.Thread):
             if now >= next_beat:
                 self.socket.send_multipart(encode(Message("HEARTBEAT", self.run_id)))
                 next_beat = now + self.interval
-            if dict(poller.poll(timeout=int(self.interval * 1000 / 2))):
+            if dict(poller.poll(timeout=int(min(self.interval / 2, STOP_LATENCY) * 1000))):
                 try:
                     msg = decode(self.socket.recv_multipart())
                 except Exception:

@@ -113,3 +113,15 @@ def test_the_array_path_gpu_workers_run_matches_the_compiled_kernels(problem):
     assert array.summary["converged"] and array.summary["rounds"] == compiled.summary["rounds"]
     np.testing.assert_allclose(array.model["coef"], compiled.model["coef"], rtol=1e-9, atol=1e-12)
     assert array.summary["objective"] == pytest.approx(compiled.summary["objective"], rel=1e-12)
+
+
+def test_the_result_carries_the_schedule_and_a_line_per_round(problem):
+    result = run_local(Lasso(lam=0.02, tol=1e-8, policy="cyclic"), data=problem, config=TWO)
+    history = result.summary["round_history"]
+    assert result.summary["schedule"] == "cyclic"
+    assert [h["round"] for h in history] == list(range(1, result.summary["rounds"] + 1))
+    assert all(a["t"] <= b["t"] for a, b in zip(history, history[1:]))
+    assert history[-1]["objective"] == pytest.approx(result.summary["objective"], rel=1e-12)
+    d = problem[0].shape[1]
+    assert all(h["block"] <= 256 or h["block"] == d for h in history)  # block rounds, full rounds
+    assert any(h["block"] == 256 for h in history) and any(h["block"] == d for h in history)
