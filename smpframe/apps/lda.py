@@ -617,7 +617,8 @@ class LDA(SMPProgram):
         ll = self._log_likelihood(ctx)
         sweeps = st["step"] / c["n_blocks"]
         seconds = float(st.get("seconds", 0.0))  # first dispatch to last commit
-        summary = {"app": self.name, "ll_per_token": ll / N, "log_likelihood": ll,
+        summary = {"app": self.name, "schedule": self.policy, "ll_per_token": ll / N,
+                   "log_likelihood": ll,
                    "tokens_per_second": N * sweeps / seconds if seconds > 0 else None,
                    "iterations": int(st["step"] // c["n_blocks"]), "seconds": round(seconds, 4),
                    "topics": K, "tokens": N, "documents": int(c["doc_lengths"].size),

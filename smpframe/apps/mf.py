@@ -381,7 +381,7 @@ class MatrixFactorization(SMPProgram):
         history = st["history"]
         last = history[-1] if history else {}
         summary: dict[str, Any] = {
-            "app": self.name, "objective": last.get("objective"),
+            "app": self.name, "schedule": self.policy, "objective": last.get("objective"),
             "train_rmse": last.get("train_rmse"), "epochs": int(last.get("epoch", 0)),
             "rank": int(self.rank), "lambda": float(self.lam),
             "biases": bool(self.biases), "mode": cache["mode"],
