@@ -127,7 +127,7 @@ def test_format_guess():
     with pytest.raises(InputError, match="--format"):
         guess_format("data.bin")
     with pytest.raises(InputError, match="unknown format"):
-        load_dense("x.csv", "parquet")
+        load_dense("x.csv", "hdf5")
 
 
 # ---- blobs ------------------------------------------------------------------------------
