@@ -16,7 +16,6 @@ from sklearn.model_selection import KFold
 
 from common import markdown_table, parser, timed, write_json
 from smpframe import Cluster
-from smpframe._estimator import FAST_HEARTBEAT
 from smpframe.data.synthetic import make_regression
 from smpframe.linear_model import LassoCV
 from smpframe.linear_model._cv import alpha_grid
@@ -46,7 +45,7 @@ def main() -> None:
         return SkLassoCV(alphas=grid, cv=folds, tol=args.tol, max_iter=100_000).fit(X, y)
 
     cold, cold_s, cold_all = timed(ours, args.repeats)
-    with Cluster(workers=args.workers, quiet=True, heartbeat_interval=FAST_HEARTBEAT) as cluster:
+    with Cluster(workers=args.workers, quiet=True) as cluster:
         warm, warm_s, warm_all = timed(lambda: ours(cluster), args.repeats)
     ref, ref_s, ref_all = timed(theirs, args.repeats)
     step = float(np.log(grid[0] / grid[1]))

@@ -23,10 +23,6 @@ from smpframe.scheduler.outputs import RunResult
 
 #: scipy sparse layouts every estimator takes (the apps convert to their own)
 SPARSE = ("csr", "csc", "coo")
-#: heartbeat interval (s) of a cluster opened for many short runs: between runs a worker
-#: waits up to half an interval for its heartbeat thread to stop, which at the default
-#: 0.5 s costs ~0.2 s a run, more than a small fit itself
-FAST_HEARTBEAT = 0.05
 
 
 def run_program(program: SMPProgram, data: Any, n_workers: int, cluster: Cluster | None,
@@ -50,7 +46,7 @@ def shared_cluster(cluster: Cluster | None, n_workers: int) -> Iterator[Cluster]
     if current is not None and current.accepts({"workers": n_workers}):
         yield current
         return
-    with Cluster(workers=n_workers, quiet=True, heartbeat_interval=FAST_HEARTBEAT) as fresh:
+    with Cluster(workers=n_workers, quiet=True) as fresh:
         yield fresh
 
 

@@ -7,7 +7,6 @@ from typing import Iterator
 import pytest
 
 from smpframe import Cluster
-from smpframe._estimator import FAST_HEARTBEAT
 
 #: seconds any one test may take (a hang raises TimeoutError in the test)
 DEADLINE = 180
@@ -16,7 +15,7 @@ DEADLINE = 180
 @pytest.fixture(scope="module")
 def warm_cluster() -> Iterator[Cluster]:
     """A 2-worker cluster open for the module: estimators with ``n_workers=2`` run on it."""
-    with Cluster(workers=2, quiet=True, heartbeat_interval=FAST_HEARTBEAT) as cluster:
+    with Cluster(workers=2, quiet=True) as cluster:
         yield cluster
     assert all(proc.poll() is not None for proc in cluster.procs), "a worker outlived its cluster"
 

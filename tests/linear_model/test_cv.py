@@ -11,7 +11,6 @@ from sklearn.model_selection import KFold
 
 import smpframe.launch.cluster as cluster_module
 from smpframe import Cluster
-from smpframe._estimator import FAST_HEARTBEAT
 from smpframe.linear_model import LassoCV
 from tests import procs
 from tests.estimators import deadline  # noqa: F401 (fixture)
@@ -62,7 +61,7 @@ def test_given_grid_and_cluster(problem, worker_starts):
     X, y = problem
     grid = [0.5, 5.0, 0.05]
     folds = KFold(3, shuffle=True, random_state=0)
-    with Cluster(workers=2, quiet=True, heartbeat_interval=FAST_HEARTBEAT) as cluster:
+    with Cluster(workers=2, quiet=True) as cluster:
         started = len(worker_starts)
         ours = LassoCV(alphas=grid, cv=3, random_state=0, cluster=cluster, tol=1e-10).fit(X, y)
         assert len(worker_starts) == started  # no cluster of its own
