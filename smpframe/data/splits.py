@@ -23,8 +23,8 @@ import os
 from typing import Any, Callable
 
 import numpy as np
-import scipy.sparse as sp
 
+from smpframe.arrays import is_sparse
 from smpframe.errors import InputError
 
 #: the smallest split worth a message round trip
@@ -110,7 +110,8 @@ def read_whole(reader: str, path: str, options: dict[str, Any] | None = None) ->
 def _stack(values: list[Any]) -> Any:
     if len(values) == 1:
         return values[0]
-    if sp.issparse(values[0]):
+    if is_sparse(values[0]):
+        import scipy.sparse as sp
         return sp.vstack(values, format="csr")
     return np.concatenate(values)
 
@@ -190,6 +191,8 @@ def _in_file(parse: Callable[[], Any], path: str, begin: int) -> Any:
 
 
 def _read_libsvm(split: dict[str, Any]) -> tuple[Rows, Facts]:
+    import scipy.sparse as sp  # here, not at import: a K-Means worker never needs scipy
+
     from smpframe.data.matrix import parse_libsvm
 
     data, begin = _text(split)
@@ -215,7 +218,7 @@ def _libsvm_layout(facts: list[Facts], path: str) -> dict[str, Any]:
 def _libsvm_finish(rows: Rows, plan: dict[str, Any]) -> Rows:
     X = rows["X"]
     indices = X.indices - plan["shift"] if plan["shift"] else X.indices
-    return {"X": sp.csr_matrix((X.data, indices, X.indptr), shape=(X.shape[0], plan["width"])),
+    return {"X": type(X)((X.data, indices, X.indptr), shape=(X.shape[0], plan["width"])),
             "y": rows["y"]}
 
 
