@@ -137,7 +137,8 @@ class Splits:
     parts: list[dict[str, Any]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        self.path = os.path.abspath(self.path)  # workers elsewhere have another working folder
+        if "://" not in self.path:  # a URL (fsspec) is the same everywhere; a path is made so
+            self.path = os.path.abspath(self.path)  # (workers elsewhere have another folder)
 
     def cut(self, n_fragments: int) -> list[dict[str, Any]]:
         """Cut the file into at most ``n_fragments`` splits (kept in ``parts``)."""

@@ -156,7 +156,7 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
                           if f.name in names})
     if args.command in (SCHEDULER, WORKER):
         config.check_security(args.command)
-    if getattr(args, "data", None) and not os.path.exists(args.data):
+    if getattr(args, "data", None) and "://" not in args.data and not os.path.exists(args.data):
         raise InputError("no such file or folder", path=args.data)
     return config
 

@@ -24,8 +24,10 @@ def _open(path: str) -> Any:
     except ImportError:
         raise InputError("reading Parquet needs pyarrow: pip install 'smpframe[parquet]'",
                          path) from None
+    from smpframe.data.splits import is_url, open_binary
+
     try:
-        return pq.ParquetFile(path)
+        return pq.ParquetFile(open_binary(path) if is_url(path) else path)
     except FileNotFoundError:
         raise InputError("file not found", path) from None
     except Exception as exc:  # pyarrow's ArrowInvalid and friends: not Parquet

@@ -118,8 +118,32 @@ def _stack(values: list[Any]) -> Any:
 
 # ---- line formats -------------------------------------------------------------------------
 
+def is_url(path: str) -> bool:
+    """Whether ``path`` names a file through an fsspec file system (``s3://``, ``gs://``,
+    ``hdfs://``, ``file://`` ...), not a local path."""
+    return "://" in path
+
+
+def open_binary(path: str) -> Any:
+    """``path`` opened for reading bytes (seekable): a local file, or through fsspec."""
+    if not is_url(path):
+        return open(path, "rb")
+    try:
+        import fsspec
+    except ImportError:
+        raise InputError("reading a URL needs fsspec (and the file system's own package, "
+                         "e.g. s3fs): pip install 'smpframe[remote]'", path) from None
+    try:
+        return fsspec.open(path, "rb").open()
+    except (ImportError, ValueError) as exc:  # an unknown protocol, or its package missing
+        raise InputError(f"cannot open: {exc}", path) from None
+
+
 def _size(path: str) -> int:
     try:
+        if is_url(path):
+            with open_binary(path) as fh:
+                return fh.seek(0, os.SEEK_END)
         return os.stat(path).st_size
     except FileNotFoundError:
         raise InputError("file not found", path) from None
@@ -130,7 +154,7 @@ def _size(path: str) -> int:
 def read_lines(path: str, start: int, stop: int) -> tuple[bytes, int]:
     """The whole lines that start in ``[start, stop)`` of ``path``, and the offset of the first."""
     try:
-        with open(path, "rb") as fh:
+        with open_binary(path) as fh:
             begin = start
             if start > 0:
                 fh.seek(start - 1)  # a line starts at `start` iff the byte before is a newline
@@ -159,7 +183,7 @@ def read_lines(path: str, start: int, stop: int) -> tuple[bytes, int]:
 def line_of(path: str, offset: int) -> int:
     """The 1-based number of the line holding byte ``offset`` (read only when an error needs it)."""
     count = 0
-    with open(path, "rb") as fh:
+    with open_binary(path) as fh:
         while offset > 0:
             chunk = fh.read(min(offset, 1 << 24))
             if not chunk:
@@ -253,13 +277,20 @@ def _npy_rows(path: str) -> int:
     """Rows of a 2-D numeric ``.npy`` file (its header checked against the file's size)."""
     from smpframe.data.dense import npy_shape
 
+    _local(path, ".npy")
     return npy_shape(path)[0]
+
+
+def _local(path: str, what: str) -> None:
+    if is_url(path):
+        raise InputError(f"{what} input is read from a local path (a memory map), not a URL", path)
 
 
 def _read_npy(split: dict[str, Any]) -> tuple[Rows, Facts]:
     from smpframe.data.dense import check_dense, npy_shape
 
     path = split["path"]
+    _local(path, ".npy")
     npy_shape(path)
     a, b = split["start"], split["stop"]
     try:

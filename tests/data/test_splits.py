@@ -207,3 +207,29 @@ def test_a_parquet_file_without_a_target_or_not_parquet_at_all(tmp_path):
     junk.write_bytes(b"not parquet")
     with pytest.raises(InputError, match="not a readable Parquet file"):
         splits.cut("parquet", str(junk), 2)
+
+
+# ---- URLs (fsspec) ------------------------------------------------------------------------
+
+def test_a_url_reads_as_its_file(tmp_path):
+    pytest.importorskip("fsspec")
+    path = tmp_path / "d.svm"
+    path.write_bytes(libsvm_text(np.random.default_rng(2), 150, 20, zero_based=False))
+    url = path.as_uri()  # file:///...: the same fsspec code path as s3://, gs://, hdfs://
+    local = sp.vstack([p["X"] for p in read_all("libsvm", str(path), 4)])
+    remote = sp.vstack([p["X"] for p in read_all("libsvm", url, 4)])
+    assert (local != remote).nnz == 0 and len(splits.cut("libsvm", url, 4)) == 4
+    table = tmp_path / "t.parquet"
+    write_parquet(table, {"a": np.arange(40.0), "y": np.ones(40)}, row_group_size=10)
+    rows = read_all("parquet", table.as_uri(), 2)
+    np.testing.assert_array_equal(np.concatenate([r["X"] for r in rows])[:, 0], np.arange(40.0))
+
+
+def test_urls_that_cannot_be_read(tmp_path):
+    pytest.importorskip("fsspec")
+    with pytest.raises(InputError, match="file not found"):
+        splits.cut("libsvm", (tmp_path / "none.svm").as_uri(), 2)
+    with pytest.raises(InputError, match="cannot open"):
+        splits.cut("libsvm", "nosuchprotocol://bucket/x.svm", 2)
+    with pytest.raises(InputError, match="local path"):
+        splits.cut("npy", (tmp_path / "x.npy").as_uri(), 2)

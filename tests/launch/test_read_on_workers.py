@@ -2,7 +2,9 @@
 optimum as when the scheduler reads it, recovery by re-reading, bad data named by line."""
 from __future__ import annotations
 
+import json
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -92,3 +94,15 @@ def test_parquet_read_by_the_workers(tmp_path):
     ours = run_local(KMeans(k=3, init_centers=init, tol=0.0), data=str(features), quiet=True)
     theirs = run_local(KMeans(k=3, init_centers=init, tol=0.0), data=dense, quiet=True)
     assert ours.summary["inertia"] == pytest.approx(theirs.summary["inertia"], rel=1e-12)
+
+
+def test_a_url_is_read_by_the_workers(svm, tmp_path):
+    pytest.importorskip("fsspec")
+    out = tmp_path / "out"
+    proc = run_cli("run", "lasso", "--data", Path(svm).as_uri(), "--lambda", "0.003", "--tol",
+                   str(TOL), "--output", str(out), "--quiet")
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads((out / "result.json").read_text())
+    reference = run_local(Lasso(lam=0.003, tol=TOL), data=svm, quiet=True).summary["objective"]
+    assert summary["read_on"] == "workers"
+    assert summary["objective"] == pytest.approx(reference, rel=1e-9)
