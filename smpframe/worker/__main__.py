@@ -1,6 +1,6 @@
 """``python -m smpframe.worker`` is ``smpframe worker``."""
 import sys
 
-from smpframe.cli import main
+from smpframe.cli import exit_now, main
 
-sys.exit(main(["worker", *sys.argv[1:]]))
+exit_now(main(["worker", *sys.argv[1:]]))
