@@ -169,7 +169,14 @@ def cmd_run(args: argparse.Namespace, config: RunConfig) -> int:
     program.check_params()
     if config.launcher == launchers.ENV and launchers.rank_and_size()[0] != 0:
         return launchers.serve_env_worker(config)  # rank 0 schedules; this rank works
-    result = run_local(program, data=args.data, config=config)
+    if config.path is not None:
+        from smpframe.launch.local import write_outputs
+        from smpframe.launch.path import run_path
+        result = run_path(program, args.data, config)
+        if config.output:
+            write_outputs(config.output, result)
+    else:
+        result = run_local(program, data=args.data, config=config)
     _print_summary(result.summary)
     return 0
 

@@ -103,6 +103,10 @@ class RunConfig:
                                           "every Ns seconds", (RUN, SCHEDULER))
     resume: str | None = option(None, "continue from the last checkpoint in this folder",
                                 (RUN, SCHEDULER))
+    path: int | None = option(None, "lasso: cross-validate a path of N lambdas (geometric, "
+                              "lambda_max down to lambda_max / 1000) and refit at the best",
+                              (RUN,))
+    cv: int = option(5, "folds of --path", (RUN,))
     quiet: bool = option(False, "no progress on stderr (a live bar on a terminal, else a line "
                          "a second)", (RUN, SCHEDULER))
     progress_interval: float = 1.0
@@ -167,6 +171,8 @@ class RunConfig:
         need(self.fragments is None or self.fragments >= 1, "fragments", "must be >= 1")
         need(self.seed >= 0, "seed", "must be >= 0")
         need(self.read_on in ("workers", "scheduler"), "read_on", "expected workers or scheduler")
+        need(self.path is None or self.path >= 2, "path", "must be >= 2 (lambdas on the path)")
+        need(self.cv >= 2, "cv", "must be >= 2 (folds)")
         need(self.max_rounds is None or self.max_rounds >= 1, "max_rounds", "must be >= 1")
         need(self.time_limit is None or 0 < self.time_limit < math.inf, "time_limit",
              "must be a finite number > 0")
