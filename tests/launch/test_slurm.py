@@ -40,10 +40,15 @@ def slurm():
         subprocess.run(["bash", str(CLUSTER_SCRIPT), "up", "3"], check=True, timeout=600,
                        capture_output=True)
         started = True
-    yield
-    assert not jobs(), f"jobs left in squeue: {jobs()}"
-    if started:
-        subprocess.run(["bash", str(CLUSTER_SCRIPT), "down"], timeout=120, capture_output=True)
+    try:
+        yield
+    finally:
+        left = jobs()
+        if left:  # cancelled before the check fails, so nothing outlives the tests
+            subprocess.run(["scancel", "--user", str(os.getuid())], timeout=30, capture_output=True)
+        if started:
+            subprocess.run(["bash", str(CLUSTER_SCRIPT), "down"], timeout=120, capture_output=True)
+    assert not left, f"jobs left in squeue: {left}"
 
 
 def jobs() -> list[str]:
