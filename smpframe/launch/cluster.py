@@ -54,13 +54,17 @@ class Cluster:
     :func:`~smpframe.launch.launchers.serve_env_worker`).
     """
 
-    def __init__(self, config: RunConfig | None = None, **overrides: Any) -> None:
+    def __init__(self, config: RunConfig | None = None, *, one_run: bool = False,
+                 **overrides: Any) -> None:
+        """``one_run``: a cluster for a single run (``run_local`` outside a ``with
+        Cluster``), whose workers exit when that run ends instead of waiting for another."""
         self.config = resolve_config(config, overrides)
+        self.one_run, self._runs = one_run, 0
         self.devices = list(self.config.devices or ["cpu"] * self.config.n_workers)
         self.procs: list[Any] = []  # local worker processes
         self.remote: launchers.SlurmWorkers | launchers.RayWorkers | None = None
         self.keys: launchers.RunKeys | None = None
-        self._worker_config = self.config.replace(persist=True)
+        self._worker_config = self.config.replace(persist=not one_run)
         if self.config.launcher == launchers.LOCAL:
             for device in self.devices:
                 check_device(device)
@@ -86,6 +90,9 @@ class Cluster:
                              "Cluster for other values")
         if self._closing.is_set():
             raise InputError("the cluster is closed")
+        if self.one_run and self._runs:
+            raise InputError("this cluster was opened for one run; open a Cluster for more")
+        self._runs += 1
         config = self.config.replace(**overrides)
         local_devices(program, config)
         if config.output:

@@ -128,7 +128,7 @@ def run_local(program: SMPProgram, data: Any = None, config: RunConfig | None = 
     local_devices(program, config)
     if config.output:
         check_output_folder(config.output)
-    with Cluster(config) as one_off:
+    with Cluster(config, one_run=True) as one_off:
         return one_off.run(program, data)
 
 
