@@ -225,7 +225,7 @@ class Cluster:
             try:
                 frames = recv_frames(self.endpoint.socket, NOBLOCK, leading=2)
             except zmq.Again:
-                return
+                break  # all read: now tell the newcomers of the next program
             try:
                 worker, msg = frames[0].decode("utf-8", "replace"), decode(frames[1:])
             except (ProtocolError, IndexError):

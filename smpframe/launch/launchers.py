@@ -2,7 +2,8 @@
 ranks of a rank launcher (srun, mpirun, a Kubernetes Indexed Job, torchrun), or Ray actors.
 
 Each launcher starts the workers pointed at the scheduler's address, says when they are
-all gone, replaces the dead ones where it can, and stops them. Off loopback (slurm,
+all gone, and stops them (local workers that die between runs are replaced by the warm
+cluster; a Slurm task or Ray actor that dies is not: the run goes on without it). Off loopback (slurm,
 env, ray) a run is secure by default: a per-run CURVE key pair, written where only this
 user can read it (for Ray: handed to each actor with its task, and written by it to a
 private folder), is given to the launcher's own workers (``--insecure`` opts out).
@@ -171,9 +172,6 @@ class SlurmWorkers:
         code = self.step.poll()
         return None if code is None else f"the workers' srun step ended (exit code {code})"
 
-    def replace_dead(self) -> None:
-        """A task of the step that died is not restarted: the run goes on without it."""
-
     def stop(self, grace: float = 10.0) -> None:
         try:
             self.step.wait(timeout=grace)
@@ -235,9 +233,6 @@ class RayWorkers:
         if len(done) < len(self.tasks):
             return None
         return "every Ray worker actor ended"
-
-    def replace_dead(self) -> None:
-        """An actor that died is not restarted: the run goes on without it."""
 
     def stop(self, grace: float = 10.0) -> None:
         if self.tasks:
