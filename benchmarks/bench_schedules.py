@@ -15,10 +15,9 @@ Same data and the same warm cluster of ``--workers`` workers for every policy of
   (scheduled) against ``data-parallel`` SGD, the latter with the learning rate of a small
   grid that gives it the lowest test RMSE (tuned, so the baseline is at its best).
 
-The curves come from every commit: the benchmark wraps the program's ``pull`` (it runs on
-the scheduler, in this process) to note the round, the solve clock (``ctx.elapsed``,
-which excludes start-up and data shipping) and the app's reported figures after each
-commit, so they do not depend on the progress interval. The headline is the rounds and
+The curves come from every commit: each result's ``round_history`` notes the round, the
+solve clock (which excludes start-up and data shipping) and the app's reported figures
+after each commit, so they do not depend on the progress interval. The headline is the rounds and
 seconds each policy takes to a fixed target: the worst of the policies' best values,
 relaxed by ``--rels`` (a quality every policy reaches), with the baseline / scheduled
 ratio. The PNGs (the figure against rounds, or LDA iterations and MF epochs, and against
@@ -62,29 +61,16 @@ class Case:
 
 
 def traced_run(cluster: Cluster, program: SMPProgram, data: Any, **options: Any) -> dict[str, Any]:
-    """Run ``program`` and note, after every commit, the round, solve seconds and figures."""
-    trace: list[dict[str, Any]] = []
-    pull = program.pull
-
-    def recording_pull(ctx, block, partials):
-        if not trace:  # what init reported: the starting point
-            trace.append({"round": 0, "seconds": 0.0, **_scalars(ctx.metrics)})
-        update = pull(ctx, block, partials)
-        trace.append({"round": ctx.round + 1, "seconds": ctx.elapsed, **_scalars(ctx.metrics)})
-        return update
-
-    program.pull = recording_pull  # an instance attribute: the scheduler calls it, workers never
+    """Run ``program``; its trace is the result's ``round_history`` (after every commit:
+    the round, solve seconds and the app's figures)."""
     result = cluster.run(program, data, **options)
+    trace = [{**{k: v for k, v in line.items() if k != "t"}, "seconds": line["t"]}
+             for line in result.summary["round_history"]]
     return {"summary": {k: v for k, v in result.summary.items() if _scalar(v)}, "trace": trace}
 
 
 def _scalar(value: Any) -> bool:
     return isinstance(value, (int, float, str, bool, np.integer, np.floating))
-
-
-def _scalars(metrics: dict[str, Any]) -> dict[str, Any]:
-    return {k: float(v) if isinstance(v, (np.integer, np.floating)) else v
-            for k, v in metrics.items() if _scalar(v)}
 
 
 def curve(run: dict[str, Any], case: Case) -> list[dict[str, Any]]:

@@ -2,9 +2,9 @@
 ranks of a rank launcher (srun, mpirun, a Kubernetes Indexed Job, torchrun), or Ray actors.
 
 Each launcher starts the workers pointed at the scheduler's address, says when they are
-all gone, and stops them (local workers that die between runs are replaced by the warm
-cluster; a Slurm task or Ray actor that dies is not: the run goes on without it). Off loopback (slurm,
-env, ray) a run is secure by default: a per-run CURVE key pair, written where only this
+all gone, and stops them (a warm cluster replaces local workers that die between runs; a
+Slurm task or Ray actor that dies is not replaced: the run goes on without it). Off
+loopback (slurm, env, ray) a run is secure by default: a per-run CURVE key pair, written where only this
 user can read it (for Ray: handed to each actor with its task, and written by it to a
 private folder), is given to the launcher's own workers (``--insecure`` opts out).
 """
