@@ -17,6 +17,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from smpframe.apps import mf_kernels as K
+from smpframe.arrays import compiled_kernels, sparse_module
 from smpframe.errors import InputError
 from smpframe.api import (Dataset, Fragment, Payload, SchedulerContext, SMPProgram, WorkerContext,
                           concat_partials, expect_array, sum_partials)
@@ -33,20 +34,34 @@ class MatrixFactorization(SMPProgram):
     **Schedule.** Parameters are ``theta[id] = (bias, w_1..w_K)`` per user and item,
     updated one coordinate (bias, then factor k = 1..K: rank-one, CCD-style column
     updates) at a time, each set to its exact minimiser given the rest, so the
-    objective never rises. Two schedules, chosen by size (``mode="auto"``):
+    objective never rises. Three schedules; ``mode="auto"`` picks the one a cost model
+    (:func:`pick_mode`) says is fastest for the size and rank:
 
+    * ``sides`` (two rounds per epoch, the ratings held twice): fragments also own
+      whole rows of the other side (each other-side id is placed beside the local rows,
+      so one contiguous range of the data holds about equal shares of both sides' ratings).
+      The first round sweeps every local row's coordinates (``inner`` times) with the
+      other side fixed, the second every other-side row with the new local rows; each
+      row is updated by the one fragment holding all its ratings, from the residuals
+      of those ratings, at O(ratings x K) per sweep (no Gram sums). Same iterates as
+      ``epoch``; the fastest at ranks past ~10.
     * ``epoch`` (one round per epoch): each fragment sweeps its local rows' coordinates
       (exact: it holds all their ratings), then returns, per other-side id, the
       numerator ``sum y x`` and the denominator/cross sums ``sum x x^T`` of that
       side's coordinate updates computed with the new local rows; the scheduler
       commits the local rows, adds the sums over fragments and sweeps the other
       side's coordinates (so no two workers ever write the same rows). ``inner``
-      sweeps per side and epoch. Used when the ``(K+1)^2/2`` sums per other-side id
-      stay small (rank up to ~20).
+      sweeps per side and epoch. O(ratings x K^2) per epoch: for small ranks.
     * ``factor`` (CCD++, one round per factor): workers keep residuals; a round
       updates column k on both sides (local side in the fragment, other side from
       per-id numerator/denominator sums ``sum rho h``, ``sum h^2``); the bias
       columns take one round; ``inner`` repeats each factor (CCD++ inner iterations).
+      The ratings are held once, but an epoch takes ``inner (K + 1)`` rounds.
+
+    **Workers** run compiled numba loops on CPU; GPU workers (and ``kernel="array"``
+    anywhere) run the same updates as array code through ``wctx.xp`` (per-id sums by
+    ``bincount``, the Gram sums of ``epoch`` by sparse products), except the
+    data-parallel baseline, whose sequential SGD pass runs on CPU workers only.
 
     Every round needs the previous one's commit, so rounds never overlap: with
     ``--pipeline-depth`` > 0 the scheduler still waits for the round in flight.
@@ -106,8 +121,9 @@ class MatrixFactorization(SMPProgram):
     tol : float
         Also stop when an epoch lowers the objective by less than this relative amount
         (0: run every epoch).
-    mode : {"auto", "epoch", "factor"}
-        One round per epoch, or one per factor (auto: by size).
+    mode : {"auto", "sides", "epoch", "factor"}
+        Two rounds per epoch (one per side), one per epoch, or one per factor
+        (auto: the cheapest by :func:`pick_mode`).
     init_scale : float
         Standard deviation of the random initial factors.
     synthetic : dict, optional
@@ -118,18 +134,21 @@ class MatrixFactorization(SMPProgram):
         (stale copies of the shared rows, averaged once per epoch).
     learning_rate : float
         Data-parallel: the SGD step size of the first epoch.
+    kernel : {"auto", "array"}
+        CPU workers: numba loops (auto) or the array code GPU workers run.
     """
 
     name = "mf"
+    gpu = True  # the array path (kernel="array", and every GPU worker) runs on wctx.xp
     cli_flags = {"lam": "--lambda", "fmt": "--format", "policy": "--schedule"}
 
-    def __init__(self, rank: int = 10, lam: float = 10.0, epochs: int = 20, inner: int = 2,
+    def __init__(self, rank: int = 10, lam: float = 10.0, epochs: int = 20, inner: int = 1,
                  biases: bool = True, test: str | None = None,
                  fmt: Literal["csv", "tsv", "dat", "space", "mm"] | None = None,
-                 tol: float = 0.0, mode: Literal["auto", "epoch", "factor"] = "auto",
+                 tol: float = 0.0, mode: Literal["auto", "sides", "epoch", "factor"] = "auto",
                  init_scale: float = 0.1, synthetic: dict[str, Any] | None = None,
                  policy: Literal["model-parallel", "data-parallel"] = "model-parallel",
-                 learning_rate: float = 0.2) -> None:
+                 learning_rate: float = 0.2, kernel: Literal["auto", "array"] = "auto") -> None:
         self.rank = rank
         self.lam = lam
         self.epochs = epochs
@@ -143,6 +162,7 @@ class MatrixFactorization(SMPProgram):
         self.synthetic = synthetic
         self.policy = policy
         self.learning_rate = learning_rate
+        self.kernel = kernel
         self._test: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
         self._ids: tuple[np.ndarray, np.ndarray] | None = None
 
@@ -157,14 +177,16 @@ class MatrixFactorization(SMPProgram):
             raise InputError(f"--init-scale must be a finite number >= 0, got {self.init_scale}")
         if int(self.epochs) < 0 or int(self.inner) < 1:
             raise InputError("--epochs must be >= 0 and --inner >= 1")
-        if self.mode not in ("auto", "epoch", "factor"):
-            raise InputError(f"mode must be auto, epoch or factor, got {self.mode!r}")
+        if self.mode not in ("auto", "sides", "epoch", "factor"):
+            raise InputError(f"--mode must be auto, sides, epoch or factor, got {self.mode!r}")
+        if self.kernel not in ("auto", "array"):
+            raise InputError(f"--kernel must be auto or array, got {self.kernel!r}")
         if self.policy not in ("model-parallel", "data-parallel"):
             raise InputError(f"--schedule {self.policy}: expected model-parallel or data-parallel")
         if not 0 < float(self.learning_rate) < float("inf"):
             raise InputError(f"--learning-rate must be a finite number > 0, got {self.learning_rate}")
-        if self.policy == "data-parallel" and self.mode != "auto":
-            raise InputError("--mode is for --schedule model-parallel")
+        if self.policy == "data-parallel" and (self.mode != "auto" or self.kernel != "auto"):
+            raise InputError("--mode and --kernel are for --schedule model-parallel")
 
     @property
     def _data_parallel(self) -> bool:
@@ -198,9 +220,15 @@ class MatrixFactorization(SMPProgram):
                 raise InputError("test ratings contain NaN or Inf")
             self._test = (t_users, t_items, np.asarray(t_values, dtype=np.float64))
         mu = float(values.mean()) if self.biases else 0.0
+        mode = "sgd" if self._data_parallel else self.mode
+        if mode == "auto":
+            mode = pick_mode(len(values), n_a, n_b, self._dim, int(self.inner))
         meta = {"n_a": n_a, "n_b": n_b, "local": "users" if local_users else "items",
-                "mu": mu, "n_ratings": int(len(values))}
-        return Dataset(rows={"R": R, "a": np.arange(n_a, dtype=np.int64)}, meta=meta)
+                "mu": mu, "n_ratings": int(len(values)), "mode": mode}
+        rows = {"R": R, "a": np.arange(n_a, dtype=np.int64)}
+        if mode == "sides":
+            rows.update(_other_side_rows(a, b, values, n_a, n_b))
+        return Dataset(rows=rows, meta=meta)
 
     def init(self, ctx: SchedulerContext) -> None:
         p, meta = self.params, ctx.dataset.meta
@@ -209,13 +237,11 @@ class MatrixFactorization(SMPProgram):
         # every fragment's distinct other-side ids: where its partial sums go
         b_of = [np.unique(R.indices[R.indptr[lo]:R.indptr[hi]]).astype(np.int64)
                 for lo, hi in ctx.bounds]
-        tri = dim * (dim + 1) // 2
-        volume = sum(len(b) for b in b_of) * (tri + dim)
-        mode = "sgd" if self._data_parallel else p["mode"]
-        if mode == "auto":
-            mode = "epoch" if tri <= 256 and volume <= 4_000_000 else "factor"
+        mode = meta["mode"]
         user_ids, item_ids = self._ids if self._ids is not None else (np.arange(0), np.arange(0))
         ctx.cache = {"b_of": b_of, "b_all": np.concatenate(b_of), "mode": mode,
+                     "owned": [int(np.count_nonzero(ctx.dataset.rows["j"][lo:hi] >= 0))
+                               for lo, hi in ctx.bounds] if mode == "sides" else None,
                      "user_ids": user_ids, "item_ids": item_ids,
                      "range": (float(R.data.min()), float(R.data.max()))}
         if self._data_parallel:  # for the merge (fragments per row) and the loss (the ratings)
@@ -239,11 +265,14 @@ class MatrixFactorization(SMPProgram):
         self._record_epoch(ctx, float(e0 @ e0))
 
     def warm_up(self, role: str, xp: Any) -> None:
-        K.warm_up()
+        if role == "scheduler" or compiled_kernels(xp, self.kernel):
+            K.warm_up()
 
     def _steps_per_epoch(self, ctx: SchedulerContext) -> int:
         if ctx.cache["mode"] in ("epoch", "sgd"):
             return 1
+        if ctx.cache["mode"] == "sides":
+            return 2
         return int(bool(self.biases)) + int(self.rank) * int(self.inner)
 
     def schedule(self, ctx: SchedulerContext) -> Payload | None:
@@ -252,6 +281,8 @@ class MatrixFactorization(SMPProgram):
             return None  # every update needs the previous one's result: wait for the round in flight
         if ctx.cache["mode"] == "epoch":
             return {"kind": "epoch"}
+        if ctx.cache["mode"] == "sides":
+            return {"kind": "side", "side": "ab"[st["step"]]}
         if ctx.cache["mode"] == "sgd":
             return {"kind": "sgd", "seed": int(st["seed"]) + st["epoch"],
                     "lr": float(self.learning_rate) / np.sqrt(1.0 + st["epoch"])}
@@ -276,6 +307,12 @@ class MatrixFactorization(SMPProgram):
             expect_array(partial, "a", (rows, self._dim))
             expect_array(partial, "db", (others, self._dim))
             return
+        if block["kind"] == "side":
+            owned = rows if block["side"] == "a" else ctx.cache["owned"][fragment]
+            expect_array(partial, "rows", (owned, self._dim))
+            if not isinstance(partial.get("ee"), float):
+                raise ValueError("'ee' must be a float")
+            return
         for key, size in (("num_a", rows), ("den_a", rows), ("num_b", others), ("den_b", others)):
             expect_array(partial, key, (size,))
 
@@ -283,6 +320,8 @@ class MatrixFactorization(SMPProgram):
         st = ctx.state
         if block["kind"] == "epoch":
             update, loss = self._commit_epoch(ctx, partials)
+        elif block["kind"] == "side":
+            update, loss = self._commit_side(ctx, block, partials)
         elif block["kind"] == "sgd":
             update, loss = self._commit_sgd(ctx, partials)
         else:
@@ -312,6 +351,17 @@ class MatrixFactorization(SMPProgram):
         loss = K.side_loss(g, c, new_b, float(sum_partials(partials, "yy")))
         model["A"], model["B"] = new_a, new_b
         return {"kind": "epoch", "A": new_a, "B": new_b}, loss
+
+    def _commit_side(self, ctx: SchedulerContext, block: Payload,
+                     partials: dict[int, Payload]) -> tuple[Payload, float | None]:
+        """One side's rows, each from the one fragment that owns it (fragments own
+        contiguous id ranges of both sides, in fragment order); after the second side,
+        the training loss is the sum of the fragments' squared residuals."""
+        side = block["side"]
+        rows = concat_partials(partials, "rows")
+        ctx.model["A" if side == "a" else "B"] = rows
+        loss = float(sum_partials(partials, "ee")) if side == "b" else None
+        return {"kind": "side", "side": side, "rows": rows}, loss
 
     def _commit_sgd(self, ctx: SchedulerContext, partials: dict[int, Payload]) -> tuple[Payload, float]:
         """Data-parallel: the fragments' local rows, and every other-side row moved by the
@@ -349,7 +399,7 @@ class MatrixFactorization(SMPProgram):
         """File the epoch that just ended (training loss ``loss``); True: converged by --tol."""
         st, m = ctx.state, ctx.model
         n = ctx.dataset.meta["n_ratings"]
-        reg = float(self.lam) * float(np.sum(m["A"] ** 2) + np.sum(m["B"] ** 2))
+        reg = float(self.lam) * (_sum_squares(m["A"]) + _sum_squares(m["B"]))
         entry = {"epoch": st["epoch"], "objective": loss + reg,
                  "train_rmse": float(np.sqrt(max(loss, 0.0) / n))}
         test = ctx.cache.get("test")
@@ -367,8 +417,7 @@ class MatrixFactorization(SMPProgram):
         return previous is not None and tol > 0 and previous - entry["objective"] <= tol * abs(previous)
 
     def snapshot(self, ctx: SchedulerContext, fragment: int) -> Payload:
-        out = {"A": ctx.model["A"], "B": ctx.model["B"], "mu": ctx.model["mu"],
-               "factor_mode": np.array([ctx.cache["mode"] == "factor"])}
+        out = {"A": ctx.model["A"], "B": ctx.model["B"], "mu": ctx.model["mu"]}
         if self._data_parallel:
             out["count_b"] = ctx.cache["count_b"]
         return out
@@ -409,52 +458,166 @@ class MatrixFactorization(SMPProgram):
 
     # ---- worker ---------------------------------------------------------------------
     def load(self, wctx: WorkerContext, fragment: Fragment, data: Payload, model: Payload) -> dict:
+        mode = wctx.meta["mode"]
+        compiled = compiled_kernels(wctx.xp, self.kernel)
+        if mode == "sgd" and not compiled:
+            raise InputError("--schedule data-parallel runs on CPU workers with --kernel auto "
+                             "(its SGD pass is sequential)")
+        xp = None if compiled else wctx.xp  # None: the compiled loops, on host arrays
+        put = np.ascontiguousarray if xp is None else xp.asarray
         R = data["R"]
+        frag = {"xp": xp, "mu": float(model["mu"][0])}
+        if mode == "sides":
+            # both sides' committed rows once per worker (wctx.shared, kept by sync_worker);
+            # each copy of the ratings indexes them by global id, and the fragment's own
+            # rows are a contiguous range of each side
+            wctx.shared.update(A=put(model["A"]), B=put(model["B"]))
+            T, owner = data["T"], np.asarray(data["j"], dtype=np.int64)
+            keep = owner >= 0  # the slots between own ids hold no ratings
+            own_b = owner[keep]
+            frag.update(by_a=_grouped(xp, R.indptr, R.indices, R.data),
+                        by_b=_grouped(xp, np.append(np.asarray(T.indptr[:-1])[keep], T.indptr[-1]),
+                                      T.indices, T.data),
+                        own_a=(fragment.start, fragment.stop),
+                        own_b=(int(own_b[0]), int(own_b[-1]) + 1) if own_b.size else (0, 0))
+            return frag
         a_rows = np.asarray(data["a"], dtype=np.int64)
-        indptr = np.asarray(R.indptr, dtype=np.int64)
         b_ids, lb = np.unique(np.asarray(R.indices, dtype=np.int64), return_inverse=True)
-        r = np.asarray(R.data, dtype=np.float64)
-        frag = {"indptr": indptr, "lb": lb.astype(np.int64).ravel(), "r": r, "a": a_rows,
-                "b": b_ids, "A": np.ascontiguousarray(model["A"][a_rows]),
-                "B": np.ascontiguousarray(model["B"][b_ids]), "mu": float(model["mu"][0])}
+        frag.update(a=a_rows, b=b_ids, by_a=_grouped(xp, R.indptr, lb, R.data),
+                    A=put(model["A"][a_rows]), B=put(model["B"][b_ids]))
         if "count_b" in model:  # data-parallel: every fragment's ratings of its other-side rows
             frag["count_b"] = np.asarray(model["count_b"], dtype=np.float64)[b_ids]
-        if bool(model["factor_mode"][0]):
-            frag["e"] = K.residuals(indptr, frag["lb"], r, frag["mu"], frag["A"], frag["B"],
-                                    bool(self.biases))
+        if mode == "factor":
+            frag["e"] = _kernel(frag, frag["by_a"], K.residuals, K.residuals_array,
+                                frag["by_a"]["r"], frag["mu"], frag["A"], frag["B"], bool(self.biases))
         return frag
 
     def push(self, wctx: WorkerContext, fragment: Fragment, block: Payload) -> Payload:
         f = fragment.state
-        lam = float(self.lam)
+        lam, sweeps, biases = float(self.lam), int(self.inner), bool(self.biases)
+        g = f["by_a"]
+        if block["kind"] == "side":
+            A, B = wctx.shared["A"], wctx.shared["B"]
+            if block["side"] == "a":
+                own, other = A[slice(*f["own_a"])], B
+            else:
+                g, own, other = f["by_b"], B[slice(*f["own_b"])], A
+            rows, ee = _kernel(f, g, K.side_update, K.side_update_array, g["r"], f["mu"], own, other,
+                               lam, sweeps, biases)
+            return {"rows": rows, "ee": float(ee)}
         if block["kind"] == "epoch":
-            new_a, c, g, yy = K.epoch_partials(f["indptr"], f["lb"], f["r"], f["mu"], f["A"], f["B"],
-                                               lam, int(self.inner), bool(self.biases), f["b"].size)
-            return {"a": new_a, "c": c, "g": g, "yy": yy}
+            new_a, c, gram, yy = _kernel(f, g, K.epoch_partials, K.epoch_partials_array, g["r"],
+                                         f["mu"], f["A"], f["B"], lam, sweeps, biases, f["b"].size)
+            return {"a": new_a, "c": c, "g": gram, "yy": float(yy)}
         if block["kind"] == "sgd":
-            order = np.random.default_rng([int(block["seed"]), fragment.id]).permutation(f["r"].size)
-            new_a, new_b = K.sgd_epoch(f["indptr"], f["lb"], f["r"], f["mu"], f["A"], f["B"],
-                                       f["count_b"], order, lam, float(block["lr"]), bool(self.biases))
+            order = np.random.default_rng([int(block["seed"]), fragment.id]).permutation(g["r"].size)
+            new_a, new_b = K.sgd_epoch(g["indptr"], g["lb"], g["r"], f["mu"], f["A"], f["B"],
+                                       f["count_b"], order, lam, float(block["lr"]), biases)
             return {"a": new_a, "db": new_b - f["B"]}
         if block["kind"] == "bias":
-            out = K.bias_partials(f["indptr"], f["lb"], f["e"], f["A"], f["B"], lam, f["b"].size)
+            out = _kernel(f, g, K.bias_partials, K.bias_partials_array, f["e"], f["A"], f["B"],
+                          lam, f["b"].size)
         else:
-            out = K.factor_partials(f["indptr"], f["lb"], f["e"], f["A"], f["B"], int(block["col"]),
-                                    lam, f["b"].size)
-        return dict(zip(("num_a", "den_a", "num_b", "den_b", "rr"), out))
+            out = _kernel(f, g, K.factor_partials, K.factor_partials_array, f["e"], f["A"], f["B"],
+                          int(block["col"]), lam, f["b"].size)
+        return dict(zip(("num_a", "den_a", "num_b", "den_b", "rr"), (*out[:4], float(out[4]))))
+
+    def sync_worker(self, wctx: WorkerContext, update: Payload) -> None:
+        if update["kind"] == "side":  # the worker's one copy of the committed side
+            xp = wctx.xp if not compiled_kernels(wctx.xp, self.kernel) else None
+            wctx.shared[update["side"].upper()] = (np.ascontiguousarray(update["rows"])
+                                                   if xp is None else xp.asarray(update["rows"]))
 
     def sync(self, wctx: WorkerContext, fragment: Fragment, update: Payload) -> None:
         f = fragment.state
-        if update["kind"] == "epoch":
-            f["A"] = np.ascontiguousarray(update["A"][f["a"]])
-            f["B"] = np.ascontiguousarray(update["B"][f["b"]])
+        put = np.ascontiguousarray if f["xp"] is None else f["xp"].asarray
+        if update["kind"] == "side":
             return
-        K.apply_column(f["indptr"], f["lb"], f["e"], f["A"], f["B"], int(update["col"]),
-                       np.ascontiguousarray(update["a"][f["a"]]),
-                       np.ascontiguousarray(update["b"][f["b"]]), update["kind"] == "bias")
+        if update["kind"] == "epoch":
+            f["A"], f["B"] = put(update["A"][f["a"]]), put(update["B"][f["b"]])
+            return
+        _kernel(f, f["by_a"], K.apply_column, K.apply_column_array, f["e"], f["A"], f["B"],
+                int(update["col"]), put(update["a"][f["a"]]), put(update["b"][f["b"]]),
+                update["kind"] == "bias")
+
+
+def _grouped(xp: Any, indptr: np.ndarray, lb: np.ndarray, r: np.ndarray) -> dict[str, Any]:
+    """One copy of a fragment's ratings grouped by the row owning them (``indptr``),
+    ``lb`` the position of each rating's other row: CSR pointers on the host for the
+    compiled loops (``xp`` None), a per-rating row index on ``xp`` for the array code."""
+    indptr = np.asarray(indptr, dtype=np.int64)
+    lb = np.asarray(lb, dtype=np.int64).ravel()
+    r = np.array(r, dtype=np.float64)  # writable: the loops are compiled for that
+    if xp is None:
+        return {"indptr": indptr, "lb": lb, "r": r}
+    row = np.repeat(np.arange(indptr.size - 1), np.diff(indptr))
+    return {"row": xp.asarray(row), "lb": xp.asarray(lb), "r": xp.asarray(r)}
+
+
+def _kernel(f: dict, g: dict, compiled: Any, array: Any, *args: Any) -> Any:
+    """A compiled loop on the ratings ``g`` (by CSR pointers), or its array twin (by a
+    per-rating row index, on the fragment's array module)."""
+    if f["xp"] is None:
+        return compiled(g["indptr"], g["lb"], *args)
+    return array(f["xp"], g["row"], g["lb"], *args)
+
+
+def pick_mode(n_ratings: int, n_a: int, n_b: int, dim: int, inner: int) -> str:
+    """The model-parallel schedule with the least modelled time per epoch.
+
+    Work is counted in inner-loop steps per epoch (multiply-adds over ratings and
+    coordinates), plus a fixed cost per round (a message each way and a commit,
+    expressed in the same steps): ``epoch`` 2 nnz (D(D+1)/2 + D) + (n_a + n_b) D^2 inner
+    and one round; ``sides`` 2 nnz D (3 + 2 inner) and two rounds; ``factor``
+    3 nnz D inner and ``D inner`` rounds. ``epoch`` wins at small ranks (one round),
+    ``sides`` past them (no Gram sums).
+    """
+    tri = dim * (dim + 1) // 2
+    cost = {"epoch": 2 * n_ratings * (tri + dim) + (n_a + n_b) * dim * dim * inner + ROUND_STEPS,
+            "sides": 2 * n_ratings * dim * (3 + 2 * inner) + 2 * ROUND_STEPS,
+            "factor": 3 * n_ratings * dim * inner + dim * inner * ROUND_STEPS}
+    return min(cost, key=cost.__getitem__)
+
+
+ROUND_STEPS = 2_000_000
+"""The fixed cost of a round (about 2 ms: messages, dispatch and commit) in kernel steps
+(about 1 ns each), for :func:`pick_mode`."""
+
+
+def _other_side_rows(a: np.ndarray, b: np.ndarray, values: np.ndarray, n_a: int,
+                     n_b: int) -> dict[str, Any]:
+    """The ratings again, grouped by other-side id, for mode ``sides``: other id ``j``'s
+    ratings fill row ``slot[j]`` of ``T`` (one row per local id; indices = local ids),
+    ``j[slot]`` names it (-1: a slot holding none; n_b <= n_a, so one id per slot).
+
+    Slots rise with j, and j sits where the ratings before it, as a share of all, match
+    the local rows' share before the slot, so every contiguous row range holds about
+    the same share of both sides' ratings (fragments balance both rounds).
+    """
+    count_b = np.bincount(b, minlength=n_b)
+    before = np.cumsum(count_b) - count_b
+    slot = np.searchsorted(np.cumsum(np.bincount(a, minlength=n_a)), before, side="right")
+    k = np.arange(n_b)
+    slot = np.minimum(np.maximum.accumulate(slot - k), n_a - n_b) + k  # rising, all fit
+    per_slot = np.zeros(n_a, np.int64)
+    per_slot[slot] = count_b
+    indptr = np.zeros(n_a + 1, np.int64)
+    np.cumsum(per_slot, out=indptr[1:])
+    order = np.argsort(b, kind="stable")
+    T = sp.csr_matrix((values[order].astype(np.float64), a[order].astype(np.int32), indptr),
+                      shape=(n_a, n_a))
+    owner = np.full(n_a, -1, np.int64)
+    owner[slot] = k
+    return {"T": T, "j": owner}
 
 
 # ---- helpers ------------------------------------------------------------------------
+
+def _sum_squares(x: np.ndarray) -> float:
+    """``sum x^2`` without a temporary."""
+    flat = np.ascontiguousarray(x).ravel()
+    return float(flat @ flat)
+
 
 def _ratio(num: np.ndarray, den: np.ndarray, lam: float) -> np.ndarray:
     """``num / (lam + den)``, 0 where that is 0/0 (the same arithmetic as the workers')."""

@@ -125,6 +125,82 @@ def epoch_partials(indptr, lb, r, mu, th_a, th_b, lam, sweeps, has_bias, n_b):
     return new_a, c_b, g_b, yy
 
 
+@njit(cache=True, nogil=True, fastmath=True)
+def side_update(indptr, lb, r, mu, th_own, th_other, lam, sweeps, has_bias):
+    """One side's rows given the other's: ``sweeps`` exact cyclic coordinate sweeps per row.
+
+    Row ``i`` owns ratings ``indptr[i]:indptr[i+1]`` (all of its ratings), ``lb[p]`` is
+    rating p's row in ``th_other``. Works on the residuals ``e = y - theta.x`` of the
+    row's ratings (``x``: the other row with its bias entry set to 1, ``y = r - mu -
+    other bias``): coordinate d's minimiser is ``(sum e x_d + theta_d |x_d|^2) / (lam +
+    |x_d|^2)``, then ``e -= delta x_d``. The same iterates as :func:`cd_sweeps` on the
+    row's normal equations, at O(ratings x D) per sweep instead of O(ratings x D^2)
+    for the Gram sums; one pass over the ratings per coordinate (the residual update
+    fused with the next coordinate's sum). Returns ``(new rows, sum e^2)`` (the
+    residuals after the sweeps).
+    """
+    n = indptr.shape[0] - 1
+    dim = th_own.shape[1]
+    new = th_own.copy()
+    longest = 1
+    for i in range(n):
+        longest = max(longest, indptr[i + 1] - indptr[i])
+    xt = np.empty(dim * longest)  # the row's features: coordinate d at d*m .. d*m + m - 1
+    e = np.empty(longest)
+    nrm = np.empty(dim)
+    inv = np.empty(dim)
+    start = 1 if has_bias else 0
+    ee = 0.0
+    for i in range(n):
+        lo = indptr[i]
+        m = indptr[i + 1] - lo
+        th = new[i]
+        nrm[:] = 0.0
+        num = 0.0  # sum e x_0, for the first coordinate
+        for q in range(m):
+            j = lb[lo + q]
+            y = r[lo + q] - mu
+            pred = 0.0
+            if has_bias:
+                y -= th_other[j, 0]
+                xt[q] = 1.0
+                pred = th[0]
+            for d in range(start, dim):
+                v = th_other[j, d]
+                xt[d * m + q] = v
+                nrm[d] += v * v
+                pred += th[d] * v
+            e[q] = y - pred
+            num += e[q] * xt[q]
+        if has_bias:
+            nrm[0] = m
+        for d in range(dim):  # off the sweeps' chain of dependent steps
+            den = lam + nrm[d]
+            inv[d] = 1.0 / den if den > 0.0 else 0.0
+        for s in range(sweeps):
+            for d in range(dim):
+                old = th[d]
+                w = (num + old * nrm[d]) * inv[d]
+                delta = w - old
+                th[d] = w
+                acc = 0.0
+                cur = d * m
+                if s == sweeps - 1 and d == dim - 1:  # the last: the residuals' squares
+                    for q in range(m):
+                        v = e[q] - delta * xt[cur + q]
+                        e[q] = v
+                        acc += v * v
+                    ee += acc
+                else:
+                    nxt = (d + 1) * m if d + 1 < dim else 0
+                    for q in range(m):
+                        v = e[q] - delta * xt[cur + q]
+                        e[q] = v
+                        acc += v * xt[nxt + q]
+                    num = acc
+    return new, ee
+
+
 @njit(cache=True, nogil=True)
 def side_loss(gp, c, theta, yy):
     """``sum (y - theta.x)^2`` from the sums: ``yy - sum_j (2 theta_j.c_j - theta_j^T G_j theta_j)``."""
@@ -322,6 +398,98 @@ def predict(th_a, th_b, mu, has_bias, a, b, lo, hi):
     return out
 
 
+# ---- array twins: the same updates as whole-array code on ``xp`` (numpy or cupy) ------
+# ``row[p]`` is the fragment row owning rating p (the CSR pointers expanded); per-row and
+# per-other-id sums are bincounts. Same arguments as the loops, after ``(xp, row, lb)``.
+
+def _ratio_array(xp, num, den, lam):
+    total = lam + den
+    return xp.where(total > 0.0, num / xp.where(total > 0.0, total, 1.0), 0.0)
+
+
+def side_update_array(xp, row, lb, r, mu, th_own, th_other, lam, sweeps, has_bias):
+    """:func:`side_update`: every row's coordinate d at once, one d after another."""
+    n, dim = th_own.shape
+    xt = xp.ascontiguousarray(th_other[lb].T)  # (D, ratings): one line per coordinate
+    y = r - mu
+    if has_bias:
+        y = y - xt[0]
+        xt[0] = 1.0
+    new = th_own.copy()
+    e = y - (new[row] * xt.T).sum(axis=1)
+    nrm = [xp.bincount(row, weights=xt[d] * xt[d], minlength=n) for d in range(dim)]
+    for _ in range(sweeps):
+        for d in range(dim):
+            old = new[:, d].copy()
+            w = _ratio_array(xp, xp.bincount(row, weights=e * xt[d], minlength=n) + old * nrm[d],
+                             nrm[d], lam)
+            e -= (w - old)[row] * xt[d]
+            new[:, d] = w
+    return new, float(e @ e)
+
+
+def epoch_partials_array(xp, row, lb, r, mu, th_a, th_b, lam, sweeps, has_bias, n_b):
+    """:func:`epoch_partials`: the local rows by :func:`side_update_array` (the same
+    iterates as sweeping their normal equations), the other side's sums by sparse products."""
+    from smpframe.arrays import sparse_module
+
+    new_a, _ = side_update_array(xp, row, lb, r, mu, th_a, th_b, lam, sweeps, has_bias)
+    xa = new_a.copy()
+    y = r - mu
+    if has_bias:
+        y = y - new_a[row, 0]
+        xa[:, 0] = 1.0
+    d, e = np.tril_indices(th_a.shape[1])  # the packed order: row d, columns 0..d
+    xxa = xa[:, xp.asarray(d)] * xa[:, xp.asarray(e)]
+    sparse = sparse_module(xp)
+    shape = (n_b, th_a.shape[0])
+    ones = sparse.coo_matrix((xp.ones(row.shape[0]), (lb, row)), shape=shape).tocsr()
+    ys = sparse.coo_matrix((y, (lb, row)), shape=shape).tocsr()
+    return new_a, xp.asarray(ys @ xa), xp.asarray(ones @ xxa), float(y @ y)
+
+
+def residuals_array(xp, row, lb, r, mu, th_a, th_b, has_bias):
+    """:func:`residuals`."""
+    start = 1 if has_bias else 0
+    pred = mu + (th_a[row, start:] * th_b[lb, start:]).sum(axis=1)
+    if has_bias:
+        pred = pred + th_a[row, 0] + th_b[lb, 0]
+    return r - pred
+
+
+def factor_partials_array(xp, row, lb, e, th_a, th_b, col, lam, n_b):
+    """:func:`factor_partials`."""
+    n_a = th_a.shape[0]
+    h = th_b[lb, col]
+    rho = e + th_a[row, col] * h
+    num_a = xp.bincount(row, weights=rho * h, minlength=n_a)
+    den_a = xp.bincount(row, weights=h * h, minlength=n_a)
+    new = _ratio_array(xp, num_a, den_a, lam)[row]
+    return (num_a, den_a, xp.bincount(lb, weights=rho * new, minlength=n_b),
+            xp.bincount(lb, weights=new * new, minlength=n_b), float(rho @ rho))
+
+
+def bias_partials_array(xp, row, lb, e, th_a, th_b, lam, n_b):
+    """:func:`bias_partials`."""
+    n_a = th_a.shape[0]
+    old = th_a[:, 0]
+    num_a = xp.bincount(row, weights=e + old[row], minlength=n_a)
+    den_a = xp.bincount(row, minlength=n_a).astype(xp.float64)
+    rest = e + (old - _ratio_array(xp, num_a, den_a, lam))[row] + th_b[lb, 0]
+    return (num_a, den_a, xp.bincount(lb, weights=rest, minlength=n_b),
+            xp.bincount(lb, minlength=n_b).astype(xp.float64), float(rest @ rest))
+
+
+def apply_column_array(xp, row, lb, e, th_a, th_b, col, new_a, new_b, is_bias):
+    """:func:`apply_column`, in place."""
+    if is_bias:
+        e -= (new_a - th_a[:, col])[row] + (new_b - th_b[:, col])[lb]
+    else:
+        e -= new_a[row] * new_b[lb] - th_a[row, col] * th_b[lb, col]
+    th_a[:, col] = new_a
+    th_b[:, col] = new_b
+
+
 def warm_up() -> None:
     """Load every kernel (numba cache) before the clock starts."""
     indptr = np.array([0, 1], np.int64)
@@ -331,6 +499,10 @@ def warm_up() -> None:
     epoch_partials(indptr, lb, one, 0.0, th, th, 1.0, 1, True, 1)
     solve_rows(np.ones((1, 3)), th.copy(), th.copy(), 1.0, 1)
     side_loss(np.ones((1, 3)), th, th, 1.0)
+    frozen = th.copy()  # the shared rows a worker holds are read-only views of the wire
+    frozen.flags.writeable = False
+    side_update(indptr, lb, one, 0.0, th, th, 1.0, 1, True)
+    side_update(indptr, lb, one, 0.0, frozen[0:1], frozen, 1.0, 1, True)
     e = residuals(indptr, lb, one, 0.0, th, th, True)
     factor_partials(indptr, lb, e, th, th, 1, 1.0, 1)
     bias_partials(indptr, lb, e, th, th, 1.0, 1)

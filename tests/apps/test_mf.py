@@ -34,7 +34,7 @@ def objective(model, users, items, values, lam, biases=True):
     return float(np.sum((values - pred) ** 2) + lam * reg)
 
 
-@pytest.mark.parametrize("mode", ["epoch", "factor"])
+@pytest.mark.parametrize("mode", ["sides", "epoch", "factor"])
 def test_objective_never_rises(mode):
     users, items, values = make_ratings(**SMALL)
     train, test = split_ratings(users, items, values, seed=3)
@@ -82,7 +82,8 @@ def dense_reference(R, lam, rank, biases):
     return best
 
 
-@pytest.mark.parametrize("mode,biases", [("epoch", True), ("factor", True), ("epoch", False)])
+@pytest.mark.parametrize("mode,biases", [("sides", True), ("sides", False), ("epoch", True),
+                                        ("factor", True), ("epoch", False)])
 def test_tiny_problem_matches_dense_reference(mode, biases):
     rng = np.random.default_rng(5)
     R = np.round(2 * (3 + rng.normal(0, 0.5, (5, 1)) + rng.normal(0, 0.5, (1, 4))
@@ -132,6 +133,10 @@ def test_schedule_options_are_checked():
         MatrixFactorization(policy="data-parallel", learning_rate=float("nan")).check_params()
     with pytest.raises(InputError, match="--mode"):
         MatrixFactorization(policy="data-parallel", mode="factor").check_params()
+    with pytest.raises(InputError, match="--kernel"):
+        MatrixFactorization(policy="data-parallel", kernel="array").check_params()
+    with pytest.raises(InputError, match="--mode must be"):
+        MatrixFactorization(mode="rows").check_params()
 
 
 def test_cli_test_rmse_string_ids_and_unseen_fallback(tmp_path):
