@@ -109,6 +109,20 @@ def test_auto_takes_two_rounds_per_epoch_at_rank_50_and_one_at_rank_2(data):
     assert (small.summary["mode"], small.summary["rounds"]) == ("epoch", 2)
 
 
+def test_resume_mid_epoch_reaches_the_uninterrupted_result(data, tmp_path):
+    """Three rounds stop between an epoch's two sides; the resumed run rebuilds the
+    workers' shared rows from the checkpointed model and ends where one run ends."""
+    whole = run(data, rank=6, mode="sides")
+    first = tmp_path / "first"
+    cut = run(data, config=RunConfig(workers=2, quiet=True, output=str(first), max_rounds=3,
+                                     checkpoint_every="1"), rank=6, mode="sides")
+    assert cut.summary["rounds"] == 3
+    resumed = run(data, config=RunConfig(workers=2, quiet=True, resume=str(first)), rank=6,
+                  mode="sides")
+    assert resumed.summary["rounds"] == whole.summary["rounds"] == 10  # counted from the start
+    assert resumed.summary["objective"] == pytest.approx(whole.summary["objective"], rel=1e-10)
+
+
 @pytest.mark.gpu
 @needs_gpu
 @pytest.mark.parametrize("devices", [["gpu:0"], ["gpu:0", "cpu"]])
