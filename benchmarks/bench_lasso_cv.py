@@ -3,8 +3,8 @@
 Both fit the same ``--alphas``-point grid (scikit-learn's, from alpha_max down to
 ``--eps`` x alpha_max) on the same KFold folds, then refit at the chosen alpha. Times
 are whole fits (``LassoCV.fit``): for smpframe, cold (the fit opens its own cluster:
-worker start-up included) and warm (on a cluster already open). smpframe fits every
-alpha from zero; scikit-learn warm-starts down the path.
+worker start-up included) and warm (on a cluster already open). Both warm-start down
+the path: smpframe runs each fold's whole path as one run (the Lasso app's ``lambdas``).
 
     python benchmarks/bench_lasso_cv.py --out bench-out/lasso_cv.json
 """

@@ -46,6 +46,10 @@ class L1Regression(SMPProgram):
     kernel : {"auto", "array"}
         CPU workers: numba kernels (auto) or the array code GPU workers run (numpy and
         scipy.sparse here, cupy and cupyx.scipy.sparse on a GPU).
+    lambdas : list of float, optional
+        A decreasing lambda path solved in one run, each lambda warm-started from the
+        last one's solution (Python only; apps with ``follows_paths``). The model gets
+        every lambda's coefficients; ``lam`` must then be left out.
     """
 
     #: columns per round unless ``block_size`` is given
@@ -55,6 +59,8 @@ class L1Regression(SMPProgram):
     #: the scheduler side works from ``ctx.facts`` alone, so the workers may read a
     #: LIBSVM file themselves (:class:`~smpframe.api.Splits`)
     reads_splits = False
+    #: whether ``lambdas`` (a warm-started path in one run) is supported
+    follows_paths = False
     cli_flags = {"lam": "--lambda", "fmt": "--format", "policy": "--schedule"}
 
     def __init__(self, lam: float | None = None, lambda_ratio: float = 0.1, tol: float = 1e-6,
@@ -62,7 +68,8 @@ class L1Regression(SMPProgram):
                  eta: float = 1e-6, fmt: Literal["libsvm", "mm", "parquet"] | None = None,
                  labels: str | None = None, synthetic: dict[str, Any] | None = None,
                  policy: Literal["priority", "uniform", "cyclic"] = "priority",
-                 kernel: Literal["auto", "array"] = "auto") -> None:
+                 kernel: Literal["auto", "array"] = "auto",
+                 lambdas: list[float] | None = None) -> None:
         self.lam = lam
         self.lambda_ratio = lambda_ratio
         self.tol = tol
@@ -75,6 +82,7 @@ class L1Regression(SMPProgram):
         self.synthetic = synthetic
         self.policy = policy
         self.kernel = kernel
+        self.lambdas = lambdas
 
     @property
     def columns_per_round(self) -> int:
@@ -94,6 +102,13 @@ class L1Regression(SMPProgram):
         check(self.policy in ("priority", "uniform", "cyclic"), "--schedule", self.policy,
               "expected priority, uniform or cyclic")
         check(self.kernel in ("auto", "array"), "--kernel", self.kernel, "expected auto or array")
+        if self.lambdas is not None:
+            path = np.asarray(self.lambdas, dtype=np.float64)
+            check(self.follows_paths, "lambdas", "(a path)", f"{self.name} does not follow paths")
+            check(self.lam is None, "lambdas", "(a path)", "leave out --lambda")
+            check(path.ndim == 1 and path.size > 0 and bool(np.isfinite(path).all())
+                  and bool((path > 0).all()) and bool((np.diff(path) <= 0).all()),
+                  "lambdas", list(path)[:4], "must be a non-empty decreasing list of finite numbers > 0")
 
     def baseline_block(self, ctx: Any, size: int) -> np.ndarray | None:
         """The next block of a non-scheduled policy (uniform, cyclic), or None once a sweep

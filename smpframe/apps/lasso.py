@@ -66,8 +66,8 @@ def solve_block(G, c, s, sr, n, beta, lam_n, intercept, max_passes, tol):
             step = new - w
             if step != 0.0:
                 delta[j] += step
-                for k in range(b):
-                    q[k] += G[k, j] * step
+                for k in range(b):  # G is symmetric: its row j is contiguous
+                    q[k] += G[j, k] * step
                 biggest = max(biggest, abs(step))
         if biggest <= tol:
             break
@@ -81,6 +81,7 @@ class Lasso(L1Regression):
 
     name = "lasso"
     reads_splits = True
+    follows_paths = True
     gpu = True  # the array path (kernel="array", and every GPU worker) runs on wctx.xp
 
     # ---- scheduler ------------------------------------------------------------------
@@ -95,7 +96,13 @@ class Lasso(L1Regression):
         ybar = float(sum_partials(facts, "sum_y")) / n if intercept else 0.0
         xty = sum_partials(facts, "xty") - ybar * col_sum
         lam_max = float(np.max(np.abs(xty))) / n if d else 0.0
-        lam = float(self.lam) if self.lam is not None else self.lambda_ratio * lam_max
+        if self.lambdas is not None:
+            lam = float(self.lambdas[0])
+            k = len(self.lambdas)
+            ctx.model.update(coef_path=np.zeros((k, d)), intercept_path=np.zeros(k))
+            ctx.state.update(path_index=0, path_rounds=[], path_gaps=[])
+        else:
+            lam = float(self.lam) if self.lam is not None else self.lambda_ratio * lam_max
         if not lam > 0:
             raise InputError(f"--lambda must be > 0 (lambda_max for this data is {lam_max:.6g})")
         ctx.cache = {"col_sum": col_sum, "col_norm2": col_norm2, "n": n, "ybar": ybar}
@@ -198,17 +205,32 @@ class Lasso(L1Regression):
         return {"idx": idx[moved], "d": delta[moved], "d0": float(d0)}
 
     def _pull_full(self, ctx: SchedulerContext, partials: dict[int, Payload]) -> None:
-        st, cache, model = ctx.state, ctx.cache, ctx.model
-        n, lam = cache["n"], st["lam"]
+        cache = ctx.cache
+        n = cache["n"]
         g = sum_partials(partials, "g")
         rr, ry, sr = (float(sum_partials(partials, key)) for key in ("rr", "ry", "sr"))
-        beta = model["coef"]
-        primal = rr / (2 * n) + lam * float(np.abs(beta).sum())
         if self.intercept:
             g = g - cache["col_sum"] / n * sr
             rr_c, ry_c = rr - sr * sr / n, ry - cache["ybar"] * sr
         else:
             rr_c, ry_c = rr, ry
+        # a full pass's sums do not depend on lambda: on a path, every lambda this
+        # solution already solves is recorded and the next one scored from the same sums
+        while self._score(ctx, g, rr, rr_c, ry_c):
+            if not self._next_lambda(ctx):
+                ctx.stop(converged=True)
+                break
+        beta = ctx.model["coef"]
+        ctx.report(objective=ctx.state["objective"], gap=ctx.state["gap"],
+                   nnz=int(np.count_nonzero(beta)), block=int(beta.size))
+
+    def _score(self, ctx: SchedulerContext, g: np.ndarray, rr: float, rr_c: float,
+               ry_c: float) -> bool:
+        """Objective, relative duality gap and priorities at the current lambda from a
+        full pass's (centred) sums; whether this lambda is solved."""
+        st, cache, beta = ctx.state, ctx.cache, ctx.model["coef"]
+        n, lam = cache["n"], st["lam"]
+        primal = rr / (2 * n) + lam * float(np.abs(beta).sum())
         scale = max(n * lam, float(np.abs(g).max(initial=0.0)))
         dual = lam * ry_c / scale - n * lam * lam * rr_c / (2 * scale * scale)
         gap = max(primal - dual, 0.0)
@@ -217,12 +239,26 @@ class Lasso(L1Regression):
         z = beta * norm2 + g
         target = np.sign(z) * np.maximum(np.abs(z) - n * lam, 0.0) / np.where(norm2 > 0, norm2, 1.0)
         prio = np.abs(np.where(norm2 > 0, target - beta, 0.0))
-        model["priority"][:] = prio
+        ctx.model["priority"][:] = prio
         st.update(rr=rr, objective=primal, need_full=False, epoch_max=float(prio.max(initial=0.0)),
                   gap=gap / primal if primal > 0 else 0.0, blocks_since_full=0)
-        ctx.report(objective=primal, gap=st["gap"], nnz=int(np.count_nonzero(beta)), block=int(beta.size))
-        if st["gap"] <= self.tol or st["epoch_max"] == 0.0:
-            ctx.stop(converged=True)
+        return st["gap"] <= self.tol or st["epoch_max"] == 0.0
+
+    def _next_lambda(self, ctx: SchedulerContext) -> bool:
+        """On a path: record the solution at this lambda and move to the next; False at
+        the end of the path (or without one)."""
+        st, model = ctx.state, ctx.model
+        if self.lambdas is None:
+            return False
+        i = st["path_index"]
+        model["coef_path"][i] = model["coef"]
+        model["intercept_path"][i] = model["intercept"][0]
+        st["path_rounds"].append(ctx.round)
+        st["path_gaps"].append(st["gap"])
+        if i + 1 == len(self.lambdas):
+            return False
+        st.update(path_index=i + 1, lam=float(self.lambdas[i + 1]))
+        return True
 
     def snapshot(self, ctx: SchedulerContext, fragment: int) -> Payload:
         return {"coef": ctx.model["coef"], "intercept": ctx.model["intercept"]}
@@ -233,7 +269,12 @@ class Lasso(L1Regression):
                    "nnz": int(np.count_nonzero(ctx.model["coef"])), "lambda": st["lam"],
                    "lambda_max": st["lam_max"], "intercept": bool(self.intercept),
                    "schedule": self.policy}
-        return summary, {"coef": ctx.model["coef"], "intercept": ctx.model["intercept"]}
+        model = {"coef": ctx.model["coef"], "intercept": ctx.model["intercept"]}
+        if self.lambdas is not None:  # how far the path got, and where each lambda was solved
+            summary.update(path_solved=len(st["path_rounds"]), path_rounds=st["path_rounds"],
+                           path_gaps=st["path_gaps"])
+            model.update(coef_path=ctx.model["coef_path"], intercept_path=ctx.model["intercept_path"])
+        return summary, model
 
     # ---- worker ---------------------------------------------------------------------
     def describe(self, wctx: WorkerContext, fragment: Fragment, data: Payload) -> Payload:

@@ -2,17 +2,25 @@
 from __future__ import annotations
 
 import numbers
+import warnings
 from typing import Any
 
 import numpy as np
 from sklearn.base import RegressorMixin
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import KFold, check_cv
 from sklearn.utils.extmath import safe_sparse_dot
 
 from smpframe._estimator import (SMPEstimator, check_positive_float, check_positive_int,
-                                 shared_cluster)
+                                 run_program, shared_cluster)
+from smpframe.apps.lasso import Lasso as LassoProgram
 from smpframe.launch.cluster import Cluster
-from smpframe.linear_model._lasso import Lasso, linear_predict
+from smpframe.linear_model._lasso import linear_predict
+
+
+#: columns per round of a path: its later alphas have large active sets, which fatter
+#: blocks settle in fewer rounds (bench_lasso_cv's grid: 100 rounds a fold, 259 at 256)
+PATH_BLOCK_SIZE = 1024
 
 
 def alpha_grid(X: Any, y: np.ndarray, n_alphas: int, eps: float, fit_intercept: bool) -> np.ndarray:
@@ -34,8 +42,10 @@ class LassoCV(RegressorMixin, SMPEstimator):
     ``n_workers`` workers, else one opened for the duration of :meth:`fit`, so the
     worker processes start once.
 
-    No warm starts: the Lasso program always starts from zero coefficients (it has
-    no initial-coefficient parameter), so each alpha is fitted from scratch.
+    Each fold is one run of the Lasso program down the whole grid (its ``lambdas``
+    parameter): every alpha starts from the previous alpha's solution, and a full
+    pass that proves one alpha solved also scores the next, so a fold costs one
+    start-up and a few rounds per alpha.
 
     Parameters
     ----------
@@ -52,7 +62,7 @@ class LassoCV(RegressorMixin, SMPEstimator):
     tol : float
         Relative duality gap each fit stops at.
     max_iter : int
-        Rounds per fit, at most.
+        Rounds per alpha, at most (on average over a fold's path).
     n_workers : int
         Worker processes of the cluster opened for the fit (when none is given or open).
     cluster : smpframe.Cluster, optional
@@ -92,6 +102,7 @@ class LassoCV(RegressorMixin, SMPEstimator):
     def fit(self, X: Any, y: Any) -> "LassoCV":
         """Cross-validate the grid on ``X`` (dense or sparse) and ``y``, then refit."""
         n_workers = check_positive_int(self.n_workers, "n_workers")
+        max_iter = check_positive_int(self.max_iter, "max_iter")
         X, y = self._validate(X, y, dtype=(np.float64, np.float32), y_numeric=True,
                               accept_sparse="csr")
         alphas = self._grid(X, y)
@@ -99,15 +110,38 @@ class LassoCV(RegressorMixin, SMPEstimator):
         mse = np.empty((alphas.size, len(folds)))
         with shared_cluster(self.cluster, n_workers) as cluster:
             for j, (train, test) in enumerate(folds):
-                for i, alpha in enumerate(alphas):
-                    fitted = self._lasso(alpha, cluster).fit(X[train], y[train])
-                    mse[i, j] = float(np.mean((y[test] - fitted.predict(X[test])) ** 2))
-            self.alpha_ = float(alphas[np.argmin(mse.mean(axis=1))])
-            final = self._lasso(self.alpha_, cluster).fit(X, y)
+                coef, intercept, _ = self._path(alphas, X[train], y[train], cluster, max_iter)
+                pred = np.asarray(safe_sparse_dot(X[test], coef.T)) + intercept
+                mse[:, j] = np.mean((y[test][:, None] - pred) ** 2, axis=0)
+            best = int(np.argmin(mse.mean(axis=1)))
+            self.alpha_ = float(alphas[best])
+            # the refit follows the path down to alpha_ too: each step is warm-started
+            coef, intercept, summary = self._path(alphas[:best + 1], X, y, cluster, max_iter)
         self.alphas_, self.mse_path_ = alphas, mse
-        self.coef_, self.intercept_ = final.coef_, final.intercept_
-        self.n_iter_, self.dual_gap_ = final.n_iter_, final.dual_gap_
+        self.coef_, self.intercept_ = coef[-1], float(intercept[-1])
+        self.n_iter_, self.dual_gap_ = int(summary["rounds"]), summary["duality_gap"]
         return self
+
+    def _path(self, alphas: np.ndarray, X: Any, y: np.ndarray, cluster: Cluster,
+              max_iter: int) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+        """One run down ``alphas``, warm-started: every alpha's coefficients and
+        intercept, and the run's summary. Alphas left unsolved at ``max_iter`` rounds
+        each warn (as scikit-learn does) and keep the last solution."""
+        program = LassoProgram(lambdas=alphas.tolist(), tol=self.tol,
+                               intercept=bool(self.fit_intercept), block_size=PATH_BLOCK_SIZE)
+        result = run_program(program, (X, y), cluster.config.n_workers, cluster,
+                             max_rounds=max_iter * alphas.size)
+        solved = int(result.summary["path_solved"])
+        coef, intercept = result.model["coef_path"], result.model["intercept_path"]
+        if solved < alphas.size:
+            warnings.warn(f"LassoCV: {alphas.size - solved} of {alphas.size} alphas unsolved "
+                          f"in {result.summary['rounds']} rounds; raise max_iter or tol",
+                          ConvergenceWarning, stacklevel=3)
+            coef[solved:] = result.model["coef"]
+            intercept[solved:] = result.model["intercept"][0]
+        if not self.fit_intercept:
+            intercept = np.zeros_like(intercept)
+        return coef, intercept, result.summary
 
     def _grid(self, X: Any, y: np.ndarray) -> np.ndarray:
         if self.alphas is None:
@@ -123,10 +157,6 @@ class LassoCV(RegressorMixin, SMPEstimator):
             shuffle = self.random_state is not None
             return KFold(self.cv, shuffle=shuffle, random_state=self.random_state if shuffle else None)
         return check_cv(self.cv)
-
-    def _lasso(self, alpha: float, cluster: Cluster) -> Lasso:
-        return Lasso(alpha=alpha, fit_intercept=self.fit_intercept, tol=self.tol,
-                     max_iter=self.max_iter, cluster=cluster)
 
     def predict(self, X: Any) -> np.ndarray:
         """``X @ coef_ + intercept_``."""

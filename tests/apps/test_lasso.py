@@ -125,3 +125,50 @@ def test_the_result_carries_the_schedule_and_a_line_per_round(problem):
     d = problem[0].shape[1]
     assert all(h["block"] <= 256 or h["block"] == d for h in history)  # block rounds, full rounds
     assert any(h["block"] == 256 for h in history) and any(h["block"] == d for h in history)
+
+
+def test_a_path_run_solves_every_lambda_warm_started(problem):
+    X, y = problem
+    lam_max = float(np.max(np.abs(X.T @ (y - y.mean())))) / X.shape[0]
+    path = np.geomspace(lam_max, 0.02 * lam_max, 6)
+    result = run_local(Lasso(lambdas=path.tolist(), tol=1e-10), data=(X, y), config=TWO)
+    summary = result.summary
+    assert summary["converged"] and summary["path_solved"] == path.size
+    assert summary["lambda"] == path[-1]
+    assert summary["path_rounds"] == sorted(summary["path_rounds"])
+    assert max(summary["path_gaps"]) <= 1e-10
+    for lam, coef, b in zip(path, result.model["coef_path"], result.model["intercept_path"]):
+        sk = SkLasso(alpha=lam, tol=1e-12, max_iter=100_000).fit(X, y)
+        theirs = objective(X, y, sk.coef_, sk.intercept_, lam)
+        assert abs(objective(X, y, coef, b, lam) - theirs) <= 1e-6 * theirs
+    assert not result.model["coef_path"][0].any()  # lambda_max: all zero
+    np.testing.assert_array_equal(result.model["coef_path"][-1], result.model["coef"])
+
+
+def test_a_path_stopped_early_says_how_far_it_got(problem):
+    X, y = problem
+    path = [0.05, 0.02, 0.01, 0.005]
+    result = run_local(Lasso(lambdas=path, tol=1e-10), data=(X, y), config=TWO.replace(max_rounds=3))
+    assert not result.summary["converged"]
+    assert result.summary["path_solved"] < len(path)
+    assert len(result.summary["path_rounds"]) == result.summary["path_solved"]
+
+
+@pytest.mark.parametrize("params, why", [
+    ({"lambdas": [0.1, 0.2]}, "decreasing"),
+    ({"lambdas": []}, "non-empty"),
+    ({"lambdas": [0.1, float("nan")]}, "finite"),
+    ({"lambdas": [0.1, 0.0]}, "> 0"),
+    ({"lambdas": [0.1], "lam": 0.1}, "leave out --lambda"),
+])
+def test_bad_paths_are_refused_before_the_run(params, why):
+    from smpframe.errors import InputError
+    with pytest.raises(InputError, match=why):
+        Lasso(**params).check_params()
+
+
+def test_logreg_does_not_follow_paths():
+    from smpframe.apps.logreg import LogReg
+    from smpframe.errors import InputError
+    with pytest.raises(InputError, match="does not follow paths"):
+        LogReg(lambdas=[0.1]).check_params()
