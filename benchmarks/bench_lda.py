@@ -74,8 +74,9 @@ def run_smpframe(corpus, a) -> dict:
     from smpframe.scheduler.server import SchedulerServer
 
     program = LDA(topics=a.topics, alpha=a.alpha, beta=a.beta, iterations=a.iterations,
-                  ll_every=a.iterations)
-    config = RunConfig(workers=a.workers, fragments=a.workers * a.fragments_per_worker, quiet=True)
+                  ll_every=a.iterations, blocks=a.blocks)
+    config = RunConfig(workers=a.workers, fragments=a.workers * a.fragments_per_worker, quiet=True,
+                       pipeline_depth=a.pipeline_depth)
     start = time.perf_counter()
     server = SchedulerServer(program, corpus, config, local=True)
     procs = start_workers(server.address, local_devices(program, config), config)
@@ -180,6 +181,9 @@ def main() -> None:
     p.add_argument("--iterations", type=int, default=100)
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--fragments-per-worker", type=int, default=1)
+    p.add_argument("--blocks", type=int, default=None, help="smpframe's vocabulary blocks "
+                   "(default: the LDA app's)")
+    p.add_argument("--pipeline-depth", type=int, default=0, help="smpframe's --pipeline-depth")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--methods", default=",".join(METHODS), help="comma list of " + ", ".join(METHODS))
     p.add_argument("--child", help=argparse_hidden())
@@ -202,7 +206,10 @@ def main() -> None:
         path = os.path.join(tmp, "corpus.npz")
         np.savez(path, doc_ptr=corpus.doc_ptr, words=corpus.words, n_words=len(corpus.vocab))
         forwarded = [f"--{k}={getattr(a, k.replace('-', '_'))}" for k in
-                     ("topics", "alpha", "beta", "iterations", "workers", "fragments-per-worker", "seed")]
+                     ("topics", "alpha", "beta", "iterations", "workers", "fragments-per-worker", "seed",
+                      "pipeline-depth")]
+        if a.blocks is not None:
+            forwarded.append(f"--blocks={a.blocks}")
         runs: dict[str, list[dict]] = {name: [] for name in methods}
         for repeat in range(max(1, a.repeats)):  # round robin: load drifts hit every method
             for name in methods:

@@ -151,8 +151,9 @@ class Splits:
         """The whole file, read in this process (``--read-on scheduler``)."""
         from smpframe.data import splits
 
-        return Dataset(rows=splits.read_whole(self.reader, self.path, self.options),
-                       meta=dict(self.meta))
+        plan: dict[str, Any] = {}
+        rows = splits.read_whole(self.reader, self.path, self.options, plan)
+        return Dataset(rows=rows, meta={**self.meta, **plan})
 
 
 @dataclass

@@ -7,20 +7,25 @@ Latent Dirichlet allocation with symmetric priors ``alpha`` (document-topic) and
 Layout
 ------
 * **Documents** are the dataset rows (a ``D x V`` count matrix, CSR); the runtime
-  cuts them into fragments of about equal token counts, one or more per worker.
-  A fragment keeps its tokens, their topics ``z`` and its doc-topic counts ``ndk``.
+  cuts them into fragments of about equal token counts, one per worker by default.
+  A fragment keeps its tokens, their topics ``z`` and its doc-topic counts ``ndk``:
+  the per-token state lives on the workers only, never on the scheduler.
 * **Words** are split into ``B >= F`` blocks holding about the same number of
   tokens each (greedy longest-processing-time assignment). Sub-iteration ``s``
-  gives fragment ``f`` block ``(f + s) mod B``
-  (:func:`smpframe.scheduling.blocks.rotation`), so a word-topic row is owned by
-  exactly one fragment at a time and every fragment samples with exact, current
-  word-topic counts. ``B`` sub-iterations (rounds) make one iteration, in which
-  every token is sampled once. Only the topic totals ``n_k`` are shared by all
-  fragments in a round: each starts from the committed totals and the scheduler
-  adds up the fragments' changes between rounds.
-* **The scheduler** holds the model: ``nwk`` (``V x K`` word-topic counts),
-  ``nk`` and ``z`` for every token (document order), so checkpoints are exact and
-  a fragment that moves to another worker is rebuilt exactly from ``z``.
+  gives fragment ``f`` block ``(c f + s) mod B`` with stride ``c = B // F``, so a
+  word-topic row is owned by exactly one fragment at a time and every fragment
+  samples with exact, current word-topic counts. ``B`` sub-iterations (rounds) make
+  one iteration, in which every token is sampled once. Only the topic totals
+  ``n_k`` are shared by all fragments in a round: each starts from the committed
+  totals and the scheduler adds up the fragments' changes between rounds.
+* **The scheduler** holds the model: ``nwk`` (``V x K`` word-topic counts), ``nk``
+  and ``z``, every token's topic (1 byte a token for ``K <= 256``) in the workers'
+  layout (per fragment, grouped by block), so a round's new topics are one contiguous
+  copy and a fragment rebuilt elsewhere gets its topics back exactly. What ``init``
+  needs of the corpus (word frequencies and token counts, per fragment) comes from
+  :meth:`LDA.describe` as partial sums, so the scheduler never holds the corpus: with
+  a file, each worker reads its own split (:mod:`smpframe.data.text`: UCI docword by
+  documents, LDA-C and plain text by byte ranges aligned to lines).
 
 A round
 -------
@@ -28,18 +33,33 @@ A round
 (sparse: nonzeros per row, their topics and counts), ``nk`` and a seed. ``push``
 samples the fragment's tokens of that block in place with
 :func:`lda_kernels.sample_block_sparse` (cost: tokens + nonzeros, never rows x K),
-remembering their previous topics (undone if the same round is pushed again
-before its commit, e.g. after a redispatch), and returns the block's new rows,
-its ``n_k`` change and the new topics (1 byte a token for ``K <= 256``). ``pull``
-writes rows, totals and topics into the model, keeps each block's returned rows
-to hand on unchanged to the fragment that gets the block next (so the scheduler
-never rebuilds them), and returns the new topics of every fragment; ``sync``
-brings each held fragment's ``z``/``ndk`` to the committed topics (a no-op
-compare when the fragment's own push was the one committed, which is the case
-except after a failure or a move).
+remembering their previous topics (undone if the same round is pushed again before
+its commit, e.g. after a redispatch), and returns the block's new rows, its ``n_k``
+change and the block's new topics. ``pull`` writes them into the model and keeps each
+block's rows to hand on unchanged to the fragment that gets the block next (so the
+scheduler never rebuilds them). The update only names the committed round: nothing
+per token goes back to the workers.
 
-An iteration takes at least one round per fragment, so the CLI defaults LDA to
-one fragment per worker (``--fragments`` overrides it).
+With ``c >= 2`` (``--blocks`` at least twice the fragments), consecutive rounds use
+disjoint blocks, so with ``--pipeline-depth 1`` round ``s + 1`` is dispatched while
+round ``s`` samples (its rows come from round ``s - 1``, committed): the workers do not
+wait for a commit. The price is one more round of staleness in ``n_k`` only; the
+word-topic rows stay exact.
+
+Start and recovery
+------------------
+Every fragment draws its initial topics on its worker (uniformly, from a seed of the
+run and the fragment), then a *count round* sums the fragments' word-topic counts
+(and copies their topics) into the model. A fragment rebuilt on another worker after a
+failure or a move gets its committed topics from the model, so a redone round draws
+the same numbers and the chain is the one an undisturbed run draws. Two cases lose
+that: a partial accepted from the old owner and committed after the move (the new
+owner's topics are then one round behind), and a resume with other fragments or
+blocks (the saved topics are laid out for those). The fragment then says so in its
+next push (without sampling): in the first case it keeps its topics, in the second its
+new owner draws them from the model's word-topic counts
+(:func:`lda_kernels.draw_from_word_rows`); either way a count round makes the model the
+exact counts of every fragment's topics again before sampling goes on.
 
 The data-parallel baseline
 --------------------------
@@ -49,11 +69,9 @@ rotation: one block holds the whole vocabulary, and each round is one iteration 
 which every fragment samples *all* its tokens against the word-topic counts
 committed at the end of the previous iteration (sent in the block, sparse, the same
 bytes to every worker). A fragment sees its own changes as it goes but not the other
-fragments' of the same iteration, so its counts are stale. ``pull`` merges the
-fragments' changes: each token that moved takes its count from its old topic to its
-new one (the sum of the fragments' word-topic deltas), so the merged counts are again
-exactly the counts of the committed topics, and the log-likelihood is computed the
-same way as for the rotation.
+fragments' of the same iteration, so its counts are stale. Each fragment returns
+what it changed in the rows (word, topic, delta) and ``pull`` adds the deltas up, so
+the merged counts are again exactly the counts of the fragments' topics.
 
 ``ll_per_token`` is the joint ``log p(w, z)`` over the token count, the quantity
 the ``lda`` package's ``loglikelihood()`` returns (divided by the token count).
@@ -61,10 +79,11 @@ It is computed every ``ll_every`` iterations and at the end: ``log p(z)`` is
 summed over fragments on the workers, ``log p(w | z)`` on the scheduler.
 
 Outputs (``model.npz``): ``nwk`` int32 ``V x K`` (rows are words), ``ndk`` int32
-``D x K``, ``nk`` int64 ``K``, ``topic_word`` float64 ``K x V`` (``(nwk + beta)^T``
-normalised per topic). ``result.json`` holds ``ll_per_token``,
-``tokens_per_second``, ``iterations``, ``topics``, ``tokens`` and ``top_words``
-(the 10 most frequent words of each topic); ``topics.txt`` lists the same.
+``D x K`` (gathered from the workers in the last round), ``nk`` int64 ``K``,
+``topic_word`` float64 ``K x V`` (``(nwk + beta)^T`` normalised per topic).
+``result.json`` holds ``ll_per_token``, ``tokens_per_second``, ``iterations``,
+``topics``, ``tokens`` and ``top_words`` (the 10 most frequent words of each topic);
+``topics.txt`` lists the same.
 """
 from __future__ import annotations
 
@@ -79,7 +98,7 @@ from numba import njit
 from smpframe.apps import lda_kernels as lk
 from smpframe.errors import InputError
 from smpframe.api import (Dataset, Fragment, Payload, PerFragment, SchedulerContext, SMPProgram,
-                              WorkerContext)
+                          Splits, WorkerContext)
 from smpframe.scheduling.blocks import rotation
 
 #: built-in corpus of ``smpframe run lda`` (make_corpus arguments)
@@ -186,13 +205,6 @@ def replace_rows(nwk, row_ids, old_lengths, old_topics, lengths, topics, counts)
             j += 1
 
 
-@njit(cache=True, nogil=True)
-def scatter_topics(z, positions, values):
-    """``z[positions] = values`` (numpy's fancy assignment, without its temporaries)."""
-    for i in range(positions.shape[0]):
-        z[positions[i]] = values[i]
-
-
 def check_sparse_rows(lengths: np.ndarray, topics: np.ndarray, counts: np.ndarray, n_rows: int,
                       n_topics: int, who: str) -> None:
     """Raise ValueError unless (lengths, topics, counts) are ``n_rows`` well-formed sparse rows."""
@@ -230,26 +242,6 @@ def expand_tokens(X: sp.csr_matrix) -> tuple[np.ndarray, np.ndarray, np.ndarray]
     words = np.repeat(X.indices.astype(np.int32), counts)
     doc_of_token = np.repeat(np.arange(X.shape[0], dtype=np.int32), np.diff(doc_ptr))
     return doc_ptr, words, doc_of_token
-
-
-def check_counts(nwk: np.ndarray, nk: np.ndarray, z: np.ndarray, words: np.ndarray,
-                 n_tokens: int, where: str) -> None:
-    """Raise AssertionError unless nwk, nk and z agree with each other and the token count."""
-    n_words, n_topics = nwk.shape
-
-    def fail(why: str) -> None:
-        raise AssertionError(f"LDA count check failed {where}: {why}")
-
-    if int(nwk.sum()) != n_tokens:
-        fail(f"sum(nwk) = {int(nwk.sum())}, tokens = {n_tokens}")
-    if (nwk < 0).any() or (nk < 0).any():
-        fail("negative count")
-    if not np.array_equal(nk, nwk.sum(axis=0)):
-        fail("nk != column sums of nwk")
-    if z.size and (z.min() < 0 or z.max() >= n_topics):
-        fail("topic out of range")
-    if not np.array_equal(nwk, lk.word_topic_counts(words, z, n_words, n_topics)):
-        fail("nwk != counts of (word, z)")
 
 
 def _looks_like_uci(path: Path) -> bool:
@@ -290,8 +282,14 @@ def _warm_up() -> None:
     lengths, topics, counts = sparse_rows(ndk, one)
     scatter_rows(ndk.copy(), one, lengths, topics, counts)
     replace_rows(ndk.copy(), one, lengths, topics, lengths, topics, counts)
-    scatter_topics(one.copy(), np.zeros(1, np.int64), one)
+    lk.row_deltas(lengths, topics, counts, lengths, topics, counts, 1)
+    lk.add_pairs(ndk.copy(), one, one, one)
     lk.doc_topic_counts(one, one, 1, 1)
+
+
+def _seed(*keys: int) -> int:
+    """A 63-bit seed from integers (the run's seed, a round, a fragment)."""
+    return int(np.random.SeedSequence([int(k) for k in keys]).generate_state(1, np.uint64)[0] >> 1)
 
 
 # ---- the program ------------------------------------------------------------------------
@@ -336,6 +334,7 @@ class LDA(SMPProgram):
     # One iteration takes at least one round per fragment (each fragment must meet
     # every vocabulary block): one fragment per worker gives fewer, larger rounds.
     fragments_per_worker = 1
+    reads_splits = True
     cli_flags = {"fmt": "--format", "policy": "--schedule"}
 
     def __init__(self, topics: int = 20, alpha: float = 0.1, beta: float = 0.01,
@@ -378,91 +377,88 @@ class LDA(SMPProgram):
         if self.policy == "data-parallel" and self.blocks is not None:
             raise InputError("--blocks is for --schedule rotation (data-parallel samples the "
                              "whole vocabulary in every round)")
+        if self.fmt is not None and self.fmt not in ("uci", "ldac", "text"):
+            raise InputError(f"--format {self.fmt}: expected uci, ldac or text")
 
     @property
     def _data_parallel(self) -> bool:
         return self.policy == "data-parallel"
 
-    def load_data(self, source: Any) -> Dataset:
-        from smpframe.data.text import Corpus, load_corpus
+    # ---- data -------------------------------------------------------------------------
+    def load_data(self, source: Any) -> Dataset | Splits:
+        from smpframe.data import text
 
         p = self.params
         if source is None:
             from smpframe.data.synthetic_corpus import make_corpus
             corpus = make_corpus(**{**DEFAULT_SYNTHETIC, **(p["synthetic"] or {})})[0]
-        elif isinstance(source, Corpus):
+        elif isinstance(source, text.Corpus):
             corpus = source
-        elif isinstance(source, tuple) and source and isinstance(source[0], Corpus):
+        elif isinstance(source, tuple) and source and isinstance(source[0], text.Corpus):
             corpus = source[0]  # what make_corpus returns
         elif isinstance(source, (str, bytes)) or hasattr(source, "__fspath__"):
             path = Path(os.fsdecode(source))
             fmt = p["fmt"] or ("uci" if _looks_like_uci(path) else None)
-            corpus = load_corpus(path, fmt, p["vocab"], not p["keep_stopwords"])
+            splits, self._vocab = text.corpus_splits(path, fmt, p["vocab"], not p["keep_stopwords"])
+            return splits  # the workers read it (or, --read-on scheduler, this process)
         else:
             raise InputError(f"LDA data must be a path or a Corpus, not {type(source).__name__}")
-        doc_ptr = np.array(corpus.doc_ptr, dtype=np.int64)  # copies: the CSR below takes them
-        words = np.array(corpus.words, dtype=np.int32)      # over and sorts them in place
-        n_words = len(corpus.vocab)
-        if words.size == 0:
-            raise InputError("corpus has no tokens")
-        if words.min() < 0 or words.max() >= n_words:
-            raise InputError(f"word ids must be in 0..{n_words - 1} (the vocabulary's size)")
-        n_docs = doc_ptr.size - 1
-        X = sp.csr_matrix((np.ones(words.size, np.int32), words, doc_ptr), shape=(n_docs, n_words))
-        X.sum_duplicates()  # counts per (doc, word), words sorted within each document
-        X.data = X.data.astype(np.int32)
         self._vocab = list(corpus.vocab)
-        lengths = np.diff(doc_ptr)
-        return Dataset(rows={"X": X}, meta={"n_docs": n_docs, "n_words": n_words,
-                                            "n_tokens": int(words.size)},
-                       weights=lengths.astype(np.float64) + 1e-3)
+        return text.corpus_dataset(corpus)
+
+    def describe(self, wctx: WorkerContext, fragment: Fragment, data: Payload) -> Payload:
+        """Word frequencies and token count of the fragment's documents (summed in init)."""
+        X = data["X"]
+        freq = np.bincount(X.indices, weights=X.data, minlength=X.shape[1]).astype(np.int64)
+        return {"freq": freq, "tokens": int(freq.sum())}
 
     def init(self, ctx: SchedulerContext) -> None:
         p = self.params
         K = int(p["topics"])
-        X = ctx.dataset.rows["X"]
-        V = X.shape[1]
         F = ctx.n_fragments
         B = 1 if self._data_parallel else int(p["blocks"]) if p["blocks"] is not None else F
         if B < F and not self._data_parallel:
             raise InputError(f"--blocks ({B}) must be at least the number of fragments ({F})")
-        doc_ptr, words, doc_of_token = expand_tokens(X)
-        N = int(words.size)
-        word_block = balance_word_blocks(np.bincount(words, minlength=V).astype(np.int64), B)
-        # per fragment: global token positions grouped by block (build_block_index order,
-        # which the worker computes the same way from the same tokens)
-        gpos = np.empty(N, np.int64)
-        tok_ptr = np.array([doc_ptr[a] for a, _ in ctx.bounds] + [N], np.int64)
-        cell_tok = np.empty((F, B + 1), np.int64)  # cell (f, b): gpos[cell_tok[f, b]:cell_tok[f, b + 1]]
-        for f, (a, b) in enumerate(ctx.bounds):
-            order, block_ptr = lk.build_block_index(doc_ptr[a:b + 1], words, word_block, B)
-            gpos[tok_ptr[f]:tok_ptr[f + 1]] = order
-            cell_tok[f] = tok_ptr[f] + block_ptr
-        block_words = [np.flatnonzero(word_block == b).astype(np.int32) for b in range(B)]
-        ctx.cache.update(words=words, doc_of_token=doc_of_token, doc_lengths=np.diff(doc_ptr),
-                         word_block=word_block, block_words=block_words, gpos=gpos,
-                         tok_ptr=tok_ptr, cell_tok=cell_tok, block_rows={}, model_rows={},
-                         n_tokens=N, n_blocks=B, vocab=self._vocab or [str(i) for i in range(V)])
+        facts = [ctx.facts[f] for f in range(F)]
+        freq = np.sum([np.asarray(fact["freq"], np.int64) for fact in facts], axis=0)
+        V, N = int(freq.size), int(freq.sum())
+        if N == 0:
+            raise InputError("corpus has no tokens")
+        word_block = balance_word_blocks(freq, B)
+        # each fragment's tokens grouped by block, as its worker keeps them: cell (f, b) is
+        # z[zpos[f, b]:zpos[f, b + 1]] (the fragment's frequencies say how many per block)
+        zpos = np.zeros((F, B + 1), np.int64)
+        for f, fact in enumerate(facts):
+            zpos[f, 1:] = np.cumsum(np.bincount(word_block, weights=np.asarray(fact["freq"]),
+                                                minlength=B).astype(np.int64))
+        zpos += np.concatenate([[0], np.cumsum(zpos[:, -1])[:-1]])[:, None]
+        vocab = ctx.dataset.meta.get("vocab") or self._vocab or [
+            str(i + int(ctx.dataset.meta.get("first_id", 0))) for i in range(V)]
+        ctx.cache.update(word_block=word_block,
+                         block_words=[np.flatnonzero(word_block == b).astype(np.int32)
+                                      for b in range(B)],
+                         block_rows={}, model_rows={},
+                         dispatched={}, ndk=None, n_tokens=N, n_blocks=B, vocab=list(vocab),
+                         zpos=zpos)
         seed = int(ctx.rng.integers(0, 2**31 - 1))
-        z = lk.random_topics(N, K, seed)
-        nwk = lk.word_topic_counts(words, z, V, K)
-        nk = lk.topic_totals(z, K)
-        ctx.model.update(z=z, nwk=nwk, nk=nk)
-        ll = self._log_likelihood(ctx)
-        ctx.state.update(step=0, iteration=0, n_blocks=B, seed=seed, ll=ll, ll_history=[[0, ll / N]],
-                         seconds=0.0)
-        ctx.report(iteration=0, ll_per_token=ll / N)
+        # z: every token's topic as of the last commit, in the workers' layout (z_layout:
+        # blocks and fragments it was laid out for; empty until the first count round)
+        ctx.model.update(nwk=np.zeros((V, K), np.int32), nk=np.zeros(K, np.int64),
+                         z=np.zeros(N, _wire_topics_dtype(K)))
+        ctx.state.update(step=0, iteration=0, n_blocks=B, seed=seed, counted=False, ll=None,
+                         ll_history=[], seconds=0.0, z_layout=[])
 
     def warm_up(self, role: str, xp: Any) -> None:
         _warm_up()
 
-    def _log_likelihood(self, ctx: SchedulerContext) -> float:
-        """Exact ``log p(w, z)`` of the committed model (used at start and end)."""
-        p, c, m = self.params, ctx.cache, ctx.model
-        K = int(p["topics"])
-        ndk = lk.doc_topic_counts(c["doc_of_token"], m["z"], c["doc_lengths"].size, K)
-        return lk.ll_words_part(m["nwk"], m["nk"], float(p["beta"])) \
-            + lk.ll_docs_part(ndk, c["doc_lengths"], float(p["alpha"]))
+    # ---- scheduler: rounds ------------------------------------------------------------
+    def _stride(self, ctx: SchedulerContext) -> int:
+        return max(1, int(ctx.cache["n_blocks"]) // ctx.n_fragments)
+
+    def _blocks_at(self, ctx: SchedulerContext, step: int) -> np.ndarray:
+        """Sub-iteration ``step``'s block of each fragment: ``(c f + step) mod B``."""
+        c, B = self._stride(ctx), int(ctx.cache["n_blocks"])
+        return rotation(B, B, step)[::c][:ctx.n_fragments]  # fragment f: slot c f
 
     def schedule(self, ctx: SchedulerContext) -> Payload | PerFragment | None:
         st, cache = ctx.state, ctx.cache
@@ -470,13 +466,26 @@ class LDA(SMPProgram):
         if st["n_blocks"] != B:  # resumed with other fragments: restart the current iteration
             st["step"] = st["step"] // st["n_blocks"] * B
             st["n_blocks"] = B
-        if ctx.inflight or st["step"] >= int(self.iterations) * B:
-            return None  # a round needs the previous one committed, or we are done
-        step = int(st["step"])
+        total = int(self.iterations) * B
+        if not st["counted"]:  # at the start, and after a fragment lost its topics
+            if ctx.inflight:
+                return None
+            return {"count": True, "step": int(st["step"]), "ll": True}
+        # rounds dispatched ahead: each must find its blocks' rows committed
+        if ctx.inflight and (self._data_parallel or self.check_counts
+                             or any("count" in _block_of(r, 0) for r in ctx.inflight)):
+            return None
+        step = int(st["step"]) + len(ctx.inflight)
+        if step >= total:
+            return None
+        blocks = self._blocks_at(ctx, step)
+        if any(cache["dispatched"].get(int(b), -1) >= int(st["step"]) for b in blocks):
+            return None  # a block still in an uncommitted round
         last_of_iteration = step % B == B - 1
         iteration = step // B + 1
         want_ll = last_of_iteration and (iteration % int(self.ll_every) == 0
                                          or iteration == int(self.iterations))
+        final = step == total - 1
         seeds = np.random.SeedSequence([int(st["seed"]), step]).generate_state(
             ctx.n_fragments, np.uint64) >> np.uint64(1)
         nwk, nk = ctx.model["nwk"], ctx.model["nk"]
@@ -484,64 +493,105 @@ class LDA(SMPProgram):
         if self._data_parallel:  # the whole vocabulary, as committed, to every fragment
             lengths, topics, counts = sparse_rows(nwk, cache["block_words"][0])
             return {"step": step, "b": 0, "seeds": seeds.astype(np.int64), "ll": bool(want_ll),
-                    "rl": lengths, "rt": topics.astype(wire), "rc": counts, "nk": nk}
+                    "ndk": final, "rl": lengths, "rt": topics.astype(wire), "rc": counts,
+                    "nk": nk}
         plan = PerFragment()
-        for f, b in enumerate(rotation(B, ctx.n_fragments, step)):
+        for f, b in enumerate(blocks):
             b = int(b)
             rows = cache["block_rows"].get(b)
-            if rows is None:  # not sampled since the start (or a resume): read the model
+            if rows is None:  # not sampled since the last count (or a resume): read the model
                 lengths, topics, counts = sparse_rows(nwk, cache["block_words"][b])
-                rows = (lengths, topics.astype(wire), counts)
+                rows = cache["block_rows"][b] = (lengths, topics.astype(wire), counts)
+            cache["dispatched"][b] = step
             plan[f] = {"step": step, "b": b, "seed": int(seeds[f]), "ll": bool(want_ll),
-                       "rl": rows[0], "rt": rows[1], "rc": rows[2], "nk": nk}
+                       "ndk": final, "rl": rows[0], "rt": rows[1], "rc": rows[2], "nk": nk}
         return plan
 
     def check_partial(self, ctx: SchedulerContext, block: Payload, fragment: int,
                       partial: Payload) -> None:
-        cache, K, b = ctx.cache, int(self.topics), int(block["b"])
-        lo, hi = cache["cell_tok"][fragment, b], cache["cell_tok"][fragment, b + 1]
-        new_z, dnk = partial.get("z"), partial.get("dnk")
-        keys = ("z", "dnk") if self._data_parallel else ("z", "dnk", "rl", "rt", "rc")
-        if not all(isinstance(partial.get(k), np.ndarray) and partial[k].dtype.kind in "iu"
-                   for k in keys):
-            raise ValueError(f"{', '.join(keys)} must be integer arrays")
-        if new_z.shape != (hi - lo,) or dnk.shape != (K,):
-            raise ValueError("z or dnk has the wrong shape")
-        if new_z.size and int(new_z.max()) >= K:
-            raise ValueError("a topic is out of range")
-        if int(dnk.sum()) != 0:
-            raise ValueError("dnk changes the number of tokens")
-        if not self._data_parallel:
-            rows = _int32(partial["rl"]), _int32(partial["rt"]), _int32(partial["rc"])
-            check_sparse_rows(*rows, cache["block_words"][b].size, K, "rows")
+        cache, K = ctx.cache, int(self.topics)
+        V = ctx.model["nwk"].shape[0]
+
+        def ints(*keys: str) -> list[np.ndarray]:
+            if not all(isinstance(partial.get(k), np.ndarray) and partial[k].dtype.kind in "iu"
+                       and partial[k].ndim == 1 for k in keys):
+                raise ValueError(f"{', '.join(keys)} must be integer vectors")
+            return [partial[k] for k in keys]
+
+        if "ndk" in partial:
+            first, stop = ctx.bounds[fragment]
+            ndk = partial["ndk"]
+            if not (isinstance(ndk, np.ndarray) and ndk.dtype.kind in "iu"
+                    and ndk.shape == (stop - first, K)):
+                raise ValueError(f"ndk must be an integer array of shape {(stop - first, K)}")
+        zpos, b = cache["zpos"], int(block.get("b", 0))
+        lo, hi = (zpos[fragment, 0], zpos[fragment, -1]) if block.get("count") else \
+            (zpos[fragment, b], zpos[fragment, b + 1])
+        z, = ints("z")
+        if z.shape != (hi - lo,) or z.size and int(z.max()) >= K:
+            raise ValueError(f"z must hold {hi - lo} topics below {K}")
+        if block.get("count") or "cw" in partial:  # a fragment's word-topic counts
+            cw, ct, cc = ints("cw", "ct", "cc")
+            if not cw.shape == ct.shape == cc.shape:
+                raise ValueError("cw, ct and cc differ in length")
+            if cw.size and (int(cw.max()) >= V or int(ct.max()) >= K or int(cc.min()) < 1):
+                raise ValueError("a word, topic or count is out of range")
+            if block.get("count"):
+                return
+        dnk, = ints("dnk")
+        if dnk.shape != (K,) or int(dnk.sum()) != 0:
+            raise ValueError("dnk must have K entries summing to zero")
+        if partial.get("fresh") not in (0, 1):
+            raise ValueError("fresh must be 0 or 1")
+        if partial["fresh"] and dnk.any():
+            raise ValueError("a fragment that did not sample changed the topic totals")
+        if self._data_parallel:  # the fragment's changes to the rows it got
+            dr, dt, dc = ints("dr", "dt", "dc")
+            if not dr.shape == dt.shape == dc.shape:
+                raise ValueError("dr, dt and dc differ in length")
+            if dr.size and (int(dr.max()) >= V or int(dt.max()) >= K):
+                raise ValueError("a row or topic is out of range")
+            if not np.array_equal(np.bincount(dt, weights=dc, minlength=K), dnk):
+                raise ValueError("the row changes do not add up to dnk")
+            return
+        rows = [_int32(a) for a in ints("rl", "rt", "rc")]
+        check_sparse_rows(*rows, cache["block_words"][b].size, K, "rows")
+        moved = np.bincount(rows[1], weights=rows[2], minlength=K) \
+            - np.bincount(block["rt"], weights=block["rc"], minlength=K)
+        if not np.array_equal(moved, dnk):
+            raise ValueError("the block's new rows do not match dnk")
 
     def pull(self, ctx: SchedulerContext, block: Payload | PerFragment,
              partials: dict[int, Payload]) -> Payload:
+        if _block_of(block, next(iter(partials))).get("count"):
+            return self._pull_counts(ctx, partials)
         p, st, cache, model = self.params, ctx.state, ctx.cache, ctx.model
         step = int(_block_of(block, next(iter(partials)))["step"])
         K, N = int(p["topics"]), cache["n_tokens"]
-        nwk, nk, z = model["nwk"], model["nk"], model["z"]
+        nwk, nk = model["nwk"], model["nk"]
         dnk = np.zeros(K, np.int64)
-        frags, blocks, zs = [], [], []
+        committed, fresh = [], False
         for f, part in partials.items():
+            if part["fresh"]:  # its topics were drawn afresh: recount before going on
+                fresh = True
+                continue
             b = int(_block_of(block, f)["b"])
-            lo, hi = cache["cell_tok"][f, b], cache["cell_tok"][f, b + 1]
-            new_z = part["z"]
             if self._data_parallel:
-                # one block: the fragment's tokens are z[lo:hi] in document order; moving
-                # each changed token's count merges the fragment's word-topic delta
-                reassign(cache["words"][lo:hi], z[lo:hi], _int32(new_z), nwk)
+                lk.add_pairs(nwk, cache["block_words"][0][_int32(part["dr"])], _int32(part["dt"]),
+                             _int32(part["dc"]))
             else:
                 self._commit_rows(cache, nwk, b, part)
-                scatter_topics(z, cache["gpos"][lo:hi], _int32(new_z))
+            model["z"][cache["zpos"][f, b]:cache["zpos"][f, b + 1]] = part["z"]
             dnk += part["dnk"]
-            frags.append(int(f))
-            blocks.append(b)
-            zs.append(new_z)
+            committed.append(int(f))
         nk += dnk
-        if (nk < 0).any():
-            raise ValueError("LDA topic totals went negative: inconsistent partials")
-        if p["check_counts"]:
+        if (nk < 0).any() or self._data_parallel and (nwk < 0).any():
+            raise ValueError("LDA counts went negative: inconsistent partials")
+        if fresh:
+            st["counted"] = False
+            cache["block_rows"].clear()
+            cache["model_rows"].clear()
+        elif p["check_counts"]:
             self._check(ctx, partials, step)
         st["step"] = step + 1
         st["seconds"] = ctx.elapsed  # at the last commit: what tokens_per_second divides by
@@ -550,19 +600,52 @@ class LDA(SMPProgram):
             st["iteration"] = iteration = st["step"] // B
             metrics: dict[str, Any] = {"iteration": iteration,
                                        "tokens_per_s": round(N * iteration / max(ctx.elapsed, 1e-9))}
-            if all("ll_docs" in part for part in partials.values()):
-                ll = lk.ll_words_part(nwk, nk, float(p["beta"])) \
-                    + sum(float(part["ll_docs"]) for part in partials.values())
-                st["ll"] = ll
-                st["ll_history"].append([iteration, ll / N])
-                metrics["ll_per_token"] = ll / N
+            if not fresh and all("ll_docs" in part for part in partials.values()):
+                metrics["ll_per_token"] = self._record_ll(ctx, partials, iteration)
             ctx.report(**metrics)
-            if iteration >= int(p["iterations"]):
-                ctx.stop(converged=True)
-        ptr = np.zeros(len(zs) + 1, np.int64)
-        np.cumsum([a.size for a in zs], out=ptr[1:])
-        return {"step": step, "frags": frags, "blocks": blocks, "zptr": ptr,
-                "z": np.concatenate(zs) if zs else np.zeros(0, np.uint8)}
+        if not fresh and all("ndk" in part for part in partials.values()):
+            cache["ndk"] = np.concatenate([partials[f]["ndk"] for f in sorted(partials)])
+        if st["step"] >= int(p["iterations"]) * B and not fresh:
+            ctx.stop(converged=True)
+        return {"step": step, "frags": committed}
+
+    def _record_ll(self, ctx: SchedulerContext, partials: dict[int, Payload],
+                   iteration: int | None) -> float:
+        """``log p(w, z)`` from the model's counts and the fragments' ``log p(z)`` parts."""
+        st, N = ctx.state, ctx.cache["n_tokens"]
+        ll = lk.ll_words_part(ctx.model["nwk"], ctx.model["nk"], float(self.beta)) \
+            + sum(float(part["ll_docs"]) for part in partials.values())
+        st["ll"] = ll
+        if iteration is not None:
+            st["ll_history"].append([iteration, ll / N])
+        return ll / N
+
+    def _pull_counts(self, ctx: SchedulerContext, partials: dict[int, Payload]) -> Payload:
+        """A count round: the model becomes the sum of the fragments' word-topic counts."""
+        st, cache, model = ctx.state, ctx.cache, ctx.model
+        nwk = model["nwk"]
+        nwk[:] = 0
+        for part in partials.values():
+            lk.add_pairs(nwk, _int32(part["cw"]), _int32(part["ct"]), _int32(part["cc"]))
+        model["nk"][:] = nwk.sum(axis=0, dtype=np.int64)
+        if int(model["nk"].sum()) != cache["n_tokens"]:
+            raise ValueError(f"the fragments hold {int(model['nk'].sum())} tokens, not "
+                             f"{cache['n_tokens']}")
+        cache["block_rows"].clear()
+        cache["model_rows"].clear()
+        cache["ndk"] = np.concatenate([partials[f]["ndk"] for f in sorted(partials)])
+        zpos = cache["zpos"]
+        for f, part in partials.items():
+            model["z"][zpos[f, 0]:zpos[f, -1]] = part["z"]
+        st["counted"] = True
+        st["z_layout"] = list(zpos.shape)
+        first = st["step"] == 0 and not st["ll_history"]
+        ll = self._record_ll(ctx, partials, 0 if first else None)
+        if first:
+            ctx.report(iteration=0, ll_per_token=ll)
+        if st["step"] >= int(self.iterations) * cache["n_blocks"]:
+            ctx.stop(converged=True)
+        return {"step": -1, "frags": sorted(int(f) for f in partials)}
 
     @staticmethod
     def _commit_rows(cache: dict[str, Any], nwk: np.ndarray, b: int, part: Payload) -> None:
@@ -578,25 +661,33 @@ class LDA(SMPProgram):
         cache["block_rows"][b] = (part["rl"], part["rt"], part["rc"])
 
     def _check(self, ctx: SchedulerContext, partials: dict[int, Payload], step: int) -> None:
-        """Debug (``check_counts``): every count agrees with z, and with the workers' ndk."""
-        c, m, K = ctx.cache, ctx.model, int(self.topics)
-        where = f"after sub-iteration {step}"
-        check_counts(m["nwk"], m["nk"], m["z"], c["words"], c["n_tokens"], where)
-        for f, part in partials.items():
-            a, b = ctx.bounds[f]
-            lo, hi = c["tok_ptr"][f], c["tok_ptr"][f + 1]
-            ndk = lk.doc_topic_counts(c["doc_of_token"][lo:hi] - a, m["z"][lo:hi], b - a, K)
-            if "ndk" not in part or not np.array_equal(part["ndk"], ndk):
-                raise AssertionError(f"LDA count check failed {where}: fragment {f}'s ndk "
-                                     "does not match the committed z")
-            if int(ndk.sum()) != hi - lo or not np.array_equal(ndk.sum(axis=1), c["doc_lengths"][a:b]):
-                raise AssertionError(f"LDA count check failed {where}: ndk row sums != lengths")
+        """Debug (``check_counts``): the model's counts are the sum of the fragments'."""
+        m, K = ctx.model, int(self.topics)
+        total = np.zeros_like(m["nwk"])
+        for part in partials.values():
+            lk.add_pairs(total, _int32(part["cw"]), _int32(part["ct"]), _int32(part["cc"]))
+        where = f"LDA count check failed after sub-iteration {step}"
+        if not np.array_equal(total, m["nwk"]):
+            raise AssertionError(f"{where}: nwk != the sum of the fragments' counts")
+        if not np.array_equal(m["nk"], m["nwk"].sum(axis=0)) or (m["nwk"] < 0).any():
+            raise AssertionError(f"{where}: nk != column sums of nwk, or a negative count")
+        if int(m["nk"].sum()) != ctx.cache["n_tokens"] or m["nk"].size != K:
+            raise AssertionError(f"{where}: the counts do not add up to the tokens")
 
     def snapshot(self, ctx: SchedulerContext, fragment: int) -> Payload:
-        lo, hi = ctx.cache["tok_ptr"][fragment], ctx.cache["tok_ptr"][fragment + 1]
-        return {"z": ctx.model["z"][lo:hi], "word_block": ctx.cache["word_block"],
-                "n_blocks": int(ctx.cache["n_blocks"])}
+        st, cache = ctx.state, ctx.cache
+        out = {"word_block": cache["word_block"], "n_blocks": int(cache["n_blocks"]),
+               "seed": _seed(st["seed"], fragment, st["step"], ctx.round)}
+        zpos = cache["zpos"]
+        if st["z_layout"] == list(zpos.shape):  # the fragment's topics, as last committed
+            out.update(z=ctx.model["z"][zpos[fragment, 0]:zpos[fragment, -1]], at=int(st["step"]))
+        elif st["counted"]:  # laid out for other fragments (a resume): draw from the counts
+            nwk = ctx.model["nwk"]
+            lengths, topics, counts = sparse_rows(nwk, np.arange(nwk.shape[0], dtype=np.int32))
+            out.update(rl=lengths, rt=topics, rc=counts, nk=ctx.model["nk"])
+        return out
 
+    # ---- scheduler: results -------------------------------------------------------------
     def _top_words(self, ctx: SchedulerContext) -> list[list[str]]:
         nwk, vocab = ctx.model["nwk"], ctx.cache["vocab"]
         n = min(int(self.top_words), nwk.shape[0])
@@ -609,25 +700,26 @@ class LDA(SMPProgram):
         return out
 
     def expected_rounds(self, ctx: SchedulerContext) -> int:
-        return int(self.iterations) * int(ctx.cache["n_blocks"])
+        return int(self.iterations) * int(ctx.cache["n_blocks"]) + 1
 
     def result(self, ctx: SchedulerContext) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
         p, st, c, m = self.params, ctx.state, ctx.cache, ctx.model
         K, beta, N = int(p["topics"]), float(p["beta"]), c["n_tokens"]
-        ll = self._log_likelihood(ctx)
+        ll = st["ll"]
         sweeps = st["step"] / c["n_blocks"]
         seconds = float(st.get("seconds", 0.0))  # first dispatch to last commit
-        summary = {"app": self.name, "schedule": self.policy, "ll_per_token": ll / N,
-                   "log_likelihood": ll,
+        n_docs = ctx.bounds[-1][1] if ctx.bounds else 0
+        summary = {"app": self.name, "schedule": self.policy,
+                   "ll_per_token": None if ll is None else ll / N, "log_likelihood": ll,
                    "tokens_per_second": N * sweeps / seconds if seconds > 0 else None,
                    "iterations": int(st["step"] // c["n_blocks"]), "seconds": round(seconds, 4),
-                   "topics": K, "tokens": N, "documents": int(c["doc_lengths"].size),
+                   "topics": K, "tokens": N, "documents": int(n_docs),
                    "vocabulary": int(m["nwk"].shape[0]), "blocks": int(c["n_blocks"]),
                    "alpha": float(p["alpha"]), "beta": beta, "ll_history": st["ll_history"],
                    "top_words": self._top_words(ctx)}
         nwk, nk = m["nwk"], m["nk"]
         topic_word = (nwk.T + beta) / (nk[:, None] + beta * nwk.shape[0])
-        ndk = lk.doc_topic_counts(c["doc_of_token"], m["z"], c["doc_lengths"].size, K)
+        ndk = c["ndk"] if c["ndk"] is not None else np.zeros((n_docs, K), np.int32)
         return summary, {"nwk": nwk, "ndk": ndk, "nk": nk, "topic_word": topic_word}
 
     def extra_outputs(self, ctx: SchedulerContext) -> dict[str, str | bytes]:
@@ -639,82 +731,123 @@ class LDA(SMPProgram):
 
     # ---- worker ---------------------------------------------------------------------
     def load(self, wctx: WorkerContext, fragment: Fragment, data: Payload, model: Payload) -> dict:
-        K = int(self.topics)
-        doc_ptr, words, doc_of_token = expand_tokens(data["X"])
+        p = self.params
+        K = int(p["topics"])
+        X = data["X"]
+        doc_ptr, words, doc_of_token = expand_tokens(X)
         n_docs = doc_ptr.size - 1
-        z = np.array(model["z"], dtype=np.int32)
-        if z.shape != words.shape:
-            raise ValueError(f"snapshot of fragment {fragment.id} has {z.size} topics for {words.size} tokens")
         word_block = np.asarray(model["word_block"], dtype=np.int32)
         n_blocks = int(model["n_blocks"])
-        if word_block.shape != (int(wctx.meta["n_words"]),) or word_block.size and (
+        V = X.shape[1]
+        if word_block.shape != (V,) or word_block.size and (
                 word_block.min() < 0 or word_block.max() >= n_blocks):
             raise ValueError("snapshot's word blocks do not match the vocabulary")
-        # tokens grouped by block (the scheduler's order), each with its word's row in the block
+        # tokens grouped by block (each block's in document order), with their word's row there
         order, block_ptr = lk.build_block_index(doc_ptr, words, word_block, n_blocks)
         rank, sizes = word_ranks(word_block, n_blocks)
+        words, doc = words[order], doc_of_token[order]
+        seed = int(model["seed"])
+        if "z" in model:  # the committed topics: the model's counts hold them
+            z = _int32(model["z"])
+            if z.shape != words.shape or z.size and int(z.max()) >= K:
+                raise ValueError(f"snapshot of fragment {fragment.id} has {z.size} topics "
+                                 f"for {words.size} tokens")
+            ndk = lk.doc_topic_counts(doc, z, n_docs, K)
+        elif "rl" in model:  # no topics in this layout: draw them from the model's counts
+            rows = _int32(model["rl"]), _int32(model["rt"]), _int32(model["rc"])
+            check_sparse_rows(*rows, V, K, "snapshot")
+            z, ndk = lk.draw_from_word_rows(words, doc, n_docs, *rows,
+                                            np.asarray(model["nk"], np.int64), float(p["alpha"]),
+                                            float(p["beta"]), float(p["beta"]) * V, seed)
+        else:
+            z = lk.random_topics(words.size, K, seed)
+            ndk = lk.doc_topic_counts(doc, z, n_docs, K)
         return {
-            "rows": rank[words[order]], "doc": doc_of_token[order], "z": z[order],
-            "block_ptr": block_ptr, "block_sizes": sizes,
-            "ndk": lk.doc_topic_counts(doc_of_token, z, n_docs, K), "doc_lengths": np.diff(doc_ptr),
+            "words": words, "rows": rank[words], "doc": doc, "z": z, "ndk": ndk,
+            "block_ptr": block_ptr, "block_sizes": sizes, "doc_lengths": np.diff(doc_ptr),
             "positions": np.arange(int(np.diff(block_ptr).max(initial=0)), dtype=np.int64),
             "identity": np.arange(max(int(sizes.max(initial=0)), 1), dtype=np.int32),
-            "pending": None,
+            "n_words": V,
+            "pending": {},  # step -> (block, topics before): pushes not yet committed
+            # fresh: topics not in the model's counts (wait for a count round); loaded_at:
+            # the commits the snapshot holds (a later one of our push from elsewhere: stale)
+            "fresh": "z" not in model, "loaded_at": int(model.get("at", 0)),
         }
 
     def push(self, wctx: WorkerContext, fragment: Fragment, block: Payload) -> Payload:
         st = fragment.state
-        self._undo_pending(st)  # the same round pushed again before its commit: start over
         p = self.params
         K = int(p["topics"])
+        step = int(block["step"])
+        if step in st["pending"]:  # the same round pushed again before its commit: start over
+            self._undo(st, step)
+        if block.get("count"):
+            return self._counts(st, block, K, with_ndk=True)
         b = int(block["b"])
         lo, hi = int(st["block_ptr"][b]), int(st["block_ptr"][b + 1])
         rows = _int32(block["rl"]), _int32(block["rt"]), _int32(block["rc"])
         check_sparse_rows(*rows, int(st["block_sizes"][b]), K, "scheduler")
         nk = np.array(block["nk"], dtype=np.int64)
         nk_before = nk.copy()
-        z = st["z"][lo:hi]
-        st["pending"] = (int(block["step"]), b, z.copy())
-        seed = block["seeds"][fragment.id] if self._data_parallel else block["seed"]
-        _, lengths, topics, counts = lk.sample_block_sparse(
-            st["positions"][:hi - lo], st["rows"][lo:hi], st["doc"][lo:hi], z, st["ndk"], *rows,
-            st["identity"], nk, float(p["alpha"]), float(p["beta"]),
-            float(p["beta"]) * int(wctx.meta["n_words"]), int(seed))
+        if st["fresh"]:  # topics drawn afresh, not in the rows: sample after the next count
+            lengths, topics, counts = rows
+        else:
+            z = st["z"][lo:hi]
+            st["pending"][step] = (b, z.copy())
+            seed = block["seeds"][fragment.id] if self._data_parallel else block["seed"]
+            _, lengths, topics, counts = lk.sample_block_sparse(
+                st["positions"][:hi - lo], st["rows"][lo:hi], st["doc"][lo:hi], z, st["ndk"],
+                *rows, st["identity"], nk, float(p["alpha"]), float(p["beta"]),
+                float(p["beta"]) * st["n_words"], int(seed))
         wire = _wire_topics_dtype(K)
-        out = {"dnk": nk - nk_before, "z": z.astype(wire)}
-        if not self._data_parallel:  # the block's rows move on with it; data-parallel: z says all
+        out: Payload = {"dnk": nk - nk_before, "fresh": int(st["fresh"])}
+        out["z"] = st["z"][lo:hi].astype(wire)
+        if self._data_parallel:  # only what this fragment changed: the scheduler adds them up
+            dr, dt, dc = lk.row_deltas(*rows, lengths, topics, counts, K)
+            out.update(dr=dr, dt=dt.astype(wire), dc=dc)
+        else:  # the block's rows move on with it
             out.update(rl=lengths, rt=topics.astype(wire), rc=counts)
         if block["ll"]:
             out["ll_docs"] = lk.ll_docs_part(st["ndk"], st["doc_lengths"], float(p["alpha"]))
-        if p["check_counts"]:
+        if block.get("ndk"):
             out["ndk"] = st["ndk"].copy()
+        if p["check_counts"]:
+            out.update(self._counts(st, block, K, with_ndk=False))
+        return out
+
+    def _counts(self, st: dict[str, Any], block: Payload, K: int, with_ndk: bool) -> Payload:
+        """The fragment's word-topic counts (and, for a count round, its ndk and log p(z))."""
+        if not np.array_equal(st["ndk"].sum(axis=1), st["doc_lengths"]):
+            raise AssertionError("LDA count check failed: ndk row sums != document lengths")
+        cw, ct, cc = lk.word_topic_pairs(st["words"], st["z"], K)
+        out: Payload = {"cw": cw, "ct": ct.astype(_wire_topics_dtype(K)), "cc": cc}
+        if with_ndk:
+            st["fresh"] = False
+            st["pending"].clear()
+            out["ndk"] = st["ndk"].copy()
+            out["ll_docs"] = lk.ll_docs_part(st["ndk"], st["doc_lengths"], float(self.alpha))
+            out["z"] = st["z"].astype(_wire_topics_dtype(K))
         return out
 
     @staticmethod
-    def _undo_pending(st: dict[str, Any]) -> None:
-        pending = st["pending"]
-        if pending is not None:
-            _, b, z_old = pending
-            lo, hi = int(st["block_ptr"][b]), int(st["block_ptr"][b + 1])
-            reassign(st["doc"][lo:hi], st["z"][lo:hi], z_old, st["ndk"])
-            st["pending"] = None
-
-    def sync_worker(self, wctx: WorkerContext, update: Payload) -> None:
-        """Where each fragment's new topics are in the update (used by every sync)."""
-        wctx.shared["committed"] = {int(f): i for i, f in enumerate(update["frags"])}
+    def _undo(st: dict[str, Any], step: int) -> None:
+        """Put back the topics a push of ``step`` changed (and their doc-topic counts)."""
+        b, z_old = st["pending"].pop(step)
+        lo, hi = int(st["block_ptr"][b]), int(st["block_ptr"][b + 1])
+        reassign(st["doc"][lo:hi], st["z"][lo:hi], z_old, st["ndk"])
 
     def sync(self, wctx: WorkerContext, fragment: Fragment, update: Payload) -> None:
-        i = wctx.shared["committed"].get(fragment.id)
+        """A commit: the fragment's push of that round stays; an older one never
+        committed (its round was redone elsewhere) is undone."""
         st = fragment.state
-        if i is None:
-            return
-        b = int(update["blocks"][i])
-        if st["pending"] is not None and st["pending"][1] != b:
-            self._undo_pending(st)
-        st["pending"] = None
-        lo, hi = int(st["block_ptr"][b]), int(st["block_ptr"][b + 1])
-        ptr = update["zptr"]
-        z_new = _int32(update["z"][int(ptr[i]):int(ptr[i + 1])])
-        if z_new.shape != (hi - lo,):
-            raise ValueError(f"committed topics for fragment {fragment.id} have the wrong length")
-        reassign(st["doc"][lo:hi], st["z"][lo:hi], z_new, st["ndk"])
+        step = int(update["step"])
+        if step < 0:
+            return  # a count round: nothing pending is left
+        mine = fragment.id in set(int(f) for f in update["frags"])
+        if mine and step >= st["loaded_at"] and step not in st["pending"] and not st["fresh"]:
+            st["fresh"] = True  # committed from our previous owner's push: our topics are stale
+        for s in sorted(st["pending"], reverse=True):
+            if s < step or (s == step and not mine):
+                self._undo(st, s)
+            elif s == step:
+                del st["pending"][s]

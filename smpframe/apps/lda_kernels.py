@@ -47,18 +47,22 @@ from numba.core import cgutils
 from numba.extending import intrinsic
 
 __all__ = [
+    "add_pairs",
     "block_word_rows",
     "build_block_index",
     "doc_topic_counts",
+    "draw_from_word_rows",
     "init_counts",
     "ll_docs_part",
     "ll_words_part",
     "log_likelihood",
     "random_topics",
+    "row_deltas",
     "sample_block",
     "sample_block_sparse",
     "topic_totals",
     "word_topic_counts",
+    "word_topic_pairs",
 ]
 
 
@@ -160,6 +164,139 @@ def init_counts(
         word_topic_counts(words, z, n_words, n_topics),
         topic_totals(z, n_topics),
     )
+
+
+def word_topic_pairs(words: np.ndarray, z: np.ndarray, n_topics: int
+                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A fragment's word-topic counts as nonzero triplets ``(word, topic, count)`` (int32).
+
+    At most one triplet per token, so the size follows the tokens, not V x K.
+    """
+    keys, counts = np.unique(words.astype(np.int64) * n_topics + z, return_counts=True)
+    return ((keys // n_topics).astype(np.int32), (keys % n_topics).astype(np.int32),
+            counts.astype(np.int32))
+
+
+@njit(cache=True, nogil=True)
+def add_pairs(nwk, rows, topics, counts):
+    """``nwk[rows[i], topics[i]] += counts[i]`` (callers check the indices)."""
+    for i in range(rows.shape[0]):
+        nwk[rows[i], topics[i]] += counts[i]
+
+
+@njit(cache=True, nogil=True)
+def row_deltas(old_len, old_topic, old_count, new_len, new_topic, new_count, n_topics):
+    """``new - old`` of two sparse row sets with the same rows, as nonzero triplets
+    ``(row, topic, delta)``: what one fragment's sampling changed in the rows it got."""
+    n_rows = old_len.shape[0]
+    dense = np.zeros(n_topics, np.int64)
+    cap = old_topic.shape[0] + new_topic.shape[0]
+    out_row = np.empty(cap, np.int32)
+    out_topic = np.empty(cap, np.int32)
+    out_delta = np.empty(cap, np.int32)
+    i_old = 0
+    i_new = 0
+    j = 0
+    for r in range(n_rows):
+        a, b = i_old, i_new
+        for _ in range(old_len[r]):
+            dense[old_topic[i_old]] -= old_count[i_old]
+            i_old += 1
+        for _ in range(new_len[r]):
+            dense[new_topic[i_new]] += new_count[i_new]
+            i_new += 1
+        for e in range(a, i_old):  # every topic either list names, once
+            k = old_topic[e]
+            if dense[k] != 0:
+                out_row[j] = r
+                out_topic[j] = k
+                out_delta[j] = dense[k]
+                j += 1
+                dense[k] = 0
+        for e in range(b, i_new):
+            k = new_topic[e]
+            if dense[k] != 0:
+                out_row[j] = r
+                out_topic[j] = k
+                out_delta[j] = dense[k]
+                j += 1
+                dense[k] = 0
+    return out_row[:j], out_topic[:j], out_delta[:j]
+
+
+@njit(cache=True, nogil=True)
+def draw_from_word_rows(words, doc, n_docs, row_len, row_topic, row_count, nk, alpha, beta,
+                        beta_sum, seed):
+    """Topics for a fragment whose topics were lost, drawn from the model's counts.
+
+    Every token first draws from ``p(k | w) ~ (n_wk + b) / (n_k + Vb)`` (rows ``w`` of
+    the sparse word-topic counts, all V words in order), then once more from
+    ``(n_dk + a)(n_wk + b) / (n_k + Vb)`` with the document's counts of the first draw
+    (the token itself left out). Not a Gibbs step of the chain (the model's counts
+    still hold the lost topics): a start that keeps what the model learned, after which
+    the run recounts and samples on. Returns ``(z, ndk)``.
+    """
+    n_topics = nk.shape[0]
+    n_words = row_len.shape[0]
+    row_ptr = np.zeros(n_words + 1, np.int64)
+    for w in range(n_words):
+        row_ptr[w + 1] = row_ptr[w] + row_len[w]
+    inv = np.empty(n_topics)
+    s_sum = 0.0
+    for k in range(n_topics):
+        inv[k] = 1.0 / (nk[k] + beta_sum)
+        s_sum += inv[k]
+    state = np.uint64(seed) * np.uint64(0xD1B54A32D192ED03)
+    n = words.shape[0]
+    z = np.empty(n, np.int32)
+    ndk = np.zeros((n_docs, n_topics), np.int32)
+    for i in range(n):
+        w = words[i]
+        total = beta * s_sum
+        for e in range(row_ptr[w], row_ptr[w + 1]):
+            total += row_count[e] * inv[row_topic[e]]
+        state, u = _uniform(state)
+        u *= total
+        new = -1
+        for e in range(row_ptr[w], row_ptr[w + 1]):
+            u -= row_count[e] * inv[row_topic[e]]
+            if u < 0.0:
+                new = row_topic[e]
+                break
+        if new < 0:  # the smoothing part: b / (n_k + Vb) over every topic
+            u /= beta
+            new = n_topics - 1
+            for k in range(n_topics):
+                u -= inv[k]
+                if u < 0.0:
+                    new = k
+                    break
+        z[i] = new
+        ndk[doc[i], new] += 1
+    dense = np.zeros(n_topics)
+    p = np.empty(n_topics)
+    for i in range(n):
+        w = words[i]
+        d = doc[i]
+        ndk[d, z[i]] -= 1
+        for e in range(row_ptr[w], row_ptr[w + 1]):
+            dense[row_topic[e]] = row_count[e]
+        total = 0.0
+        for k in range(n_topics):
+            total += (ndk[d, k] + alpha) * (dense[k] + beta) * inv[k]
+            p[k] = total
+        for e in range(row_ptr[w], row_ptr[w + 1]):
+            dense[row_topic[e]] = 0.0
+        state, u = _uniform(state)
+        u *= total
+        new = n_topics - 1
+        for k in range(n_topics):
+            if u < p[k]:
+                new = k
+                break
+        z[i] = new
+        ndk[d, new] += 1
+    return z, ndk
 
 
 # --------------------------------------------------------------------------

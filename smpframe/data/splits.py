@@ -96,12 +96,16 @@ def finish(split: dict[str, Any], rows: Rows, plan: dict[str, Any]) -> Rows:
     return READERS[split["reader"]][2](rows, plan)
 
 
-def read_whole(reader: str, path: str, options: dict[str, Any] | None = None) -> Rows:
+def read_whole(reader: str, path: str, options: dict[str, Any] | None = None,
+               layout_out: dict[str, Any] | None = None) -> Rows:
     """Every row of ``path`` in this process: data held where it is read. Read a chunk of
-    about :data:`WHOLE_CHUNK_BYTES` at a time, so the parser's temporaries stay small."""
+    about :data:`WHOLE_CHUNK_BYTES` at a time, so the parser's temporaries stay small.
+    ``layout_out``, if given, receives the file-wide layout (what workers get as meta)."""
     parts = cut(reader, path, max(1, -(-_size(path) // WHOLE_CHUNK_BYTES)), options)
     read_parts = [read(part) for part in parts]
     plan = layout(reader, [facts for _, facts in read_parts], path)
+    if layout_out is not None:
+        layout_out.update(plan)
     done = [finish(part, rows, plan) for part, (rows, _) in zip(parts, read_parts)]
     del read_parts
     return {key: _stack([rows[key] for rows in done]) for key in done[0]}
@@ -317,3 +321,12 @@ READERS: dict[str, tuple[Callable, Callable, Callable]] = {
     "npy": (_read_npy, lambda facts, path: {}, _same),
     "parquet": (_read_parquet, _parquet_layout, _same),
 }
+
+
+def _register_corpora() -> None:
+    """LDA's corpus formats (UCI docword, LDA-C, plain text): :mod:`smpframe.data.text`."""
+    from smpframe.data.text import SPLIT_READERS
+    READERS.update(SPLIT_READERS)
+
+
+_register_corpora()

@@ -296,3 +296,257 @@ def _guess_format(path: Path) -> str:
         return "uci"
     head = read_bytes(path, 1 << 16).lstrip().split(b"\n", 1)[0]
     return "ldac" if _LDAC_LINE.fullmatch(head) else "text"
+
+
+# --------------------------------------------------------------------------- in-memory and split input
+
+
+def corpus_dataset(corpus: Corpus) -> "Dataset":
+    """A corpus as LDA's dataset: rows are documents, ``X`` their word counts (CSR ``D x V``)."""
+    import scipy.sparse as sp
+
+    from smpframe.api import Dataset
+
+    doc_ptr = np.array(corpus.doc_ptr, dtype=np.int64)  # copies: the CSR below takes them
+    words = np.array(corpus.words, dtype=np.int32)      # over and sorts them in place
+    n_words = len(corpus.vocab)
+    if words.size == 0:
+        raise InputError("corpus has no tokens")
+    if words.min() < 0 or words.max() >= n_words:
+        raise InputError(f"word ids must be in 0..{n_words - 1} (the vocabulary's size)")
+    n_docs = doc_ptr.size - 1
+    X = sp.csr_matrix((np.ones(words.size, np.int32), words, doc_ptr), shape=(n_docs, n_words))
+    X.sum_duplicates()  # counts per (doc, word), words sorted within each document
+    X.data = X.data.astype(np.int32)
+    return Dataset(rows={"X": X}, meta={"n_words": n_words},
+                   weights=np.diff(doc_ptr).astype(np.float64) + 1e-3)
+
+
+def corpus_splits(path: str | Path, fmt: str | None, vocab: str | Path | None,
+                  stopwords: bool) -> tuple["Splits", list[str] | None]:
+    """A corpus file as splits the workers read (:data:`SPLIT_READERS`), and its word names
+    when a vocabulary file gives them. Only the header (UCI) and the vocabulary are read here."""
+    from smpframe.api import Splits
+
+    path = Path(path)
+    fmt = _guess_format(path) if fmt is None else fmt
+    if fmt == "uci":
+        head = read_bytes(path, 4096)
+        (n_docs, n_words, nnz), _ = _uci_header(head, path)
+        body = sum(len(line) + 1 for line in head.split(b"\n", 3)[:3])
+        if vocab is None:
+            name = re.fullmatch(r"docword\.(.+)\.txt", path.name)
+            vocab = _default_vocab(path, name and name.group(1))
+        names = None if vocab is None else read_vocab(vocab)
+        if names is not None and len(names) != n_words:
+            raise InputError(f"vocabulary has {len(names)} words but {path.name} says W={n_words}", vocab)
+        options = {"n_docs": n_docs, "n_words": n_words, "nnz": nnz, "body": body}
+        return Splits("uci", str(path), options, {"first_id": 1}), names
+    if fmt == "ldac":
+        vocab = _default_vocab(path, None) if vocab is None else vocab
+        names = None if vocab is None else read_vocab(vocab)
+        options = {"n_vocab": None if names is None else len(names),
+                   "vocab_file": None if vocab is None else str(vocab)}
+        return Splits("ldac", str(path), options, {"first_id": 0}), names
+    if fmt != "text":
+        raise InputError(f"unknown corpus format {quote(fmt)} (expected uci, ldac or text)")
+    if vocab is not None:
+        raise InputError("a vocabulary file only applies to uci and ldac corpora")
+    return Splits("text", str(path), {"stopwords": bool(stopwords)}), None
+
+
+def _in_split(parse, path: str, begin: int):
+    """Run ``parse`` on lines that begin at byte ``begin``: its errors name the file's line."""
+    from smpframe.data.splits import line_of
+
+    try:
+        return parse()
+    except InputError as exc:
+        if exc.line is None or begin == 0:
+            raise
+        raise InputError(exc.message, path, exc.line + line_of(path, begin) - 1) from None
+
+
+def _split_lines(split: dict) -> tuple[bytes, int]:
+    """The whole lines starting in a split's byte range (checked text) and their offset."""
+    from smpframe.data.splits import read_lines
+    from smpframe.data.textio import check_text
+
+    path = split["path"]
+    data, begin = read_lines(path, split["start"], split["stop"])
+    if begin > 0 and data.startswith(b"\xef\xbb\xbf"):
+        data = b"   " + data[3:]  # a BOM is only a BOM at the file's start
+    return _in_split(lambda: check_text(data, path), path, begin), begin
+
+
+def _is_last(split: dict) -> bool:
+    import os
+    return split["stop"] >= os.stat(split["path"]).st_size
+
+
+def _csr(docs: np.ndarray, words: np.ndarray, counts: np.ndarray, n_docs: int, width: int):
+    import scipy.sparse as sp
+    X = sp.csr_matrix((counts.astype(np.int32), (docs, words)), shape=(n_docs, width))
+    X.sum_duplicates()
+    return X
+
+
+def _first_field(line: bytes) -> int | None:
+    field = line.split(None, 1)[:1]
+    return int(field[0]) if field and field[0].isdigit() else None
+
+
+def _read_uci_split(split: dict) -> tuple[dict, dict]:
+    """A UCI docword split by documents: it owns the documents whose first entry starts in
+    its byte range (entries grouped by document, as UCI files are), and the empty
+    documents before them, so every document 1..D is in exactly one split."""
+    from smpframe.data.splits import open_binary
+
+    path, opts = split["path"], split["options"]
+    body, n_docs, n_words = opts["body"], opts["n_docs"], opts["n_words"]
+    start = max(split["start"], body)
+    data, begin = (b"", split["stop"]) if start >= split["stop"] else \
+        _split_lines({**split, "start": start})
+    prev = None  # the document of the line before this split's first one
+    with open_binary(path) as fh:
+        if begin > body:
+            fh.seek(max(body, begin - 256))
+            before = fh.read(begin - max(body, begin - 256)).rstrip().rsplit(b"\n", 1)[-1]
+            prev = _first_field(before)
+        lines = data.rstrip().rsplit(b"\n", 1)
+        last = _first_field(lines[-1]) if data.strip() else None
+        if last is not None:  # the rest of the last document, past the range
+            fh.seek(begin + len(data))
+            tail = []
+            while True:
+                chunk = fh.read(1 << 16)
+                if not chunk:
+                    break
+                rows = chunk.split(b"\n")
+                keep = 0
+                while keep < len(rows) - 1 and (not rows[keep].strip()
+                                                 or _first_field(rows[keep]) == last):
+                    keep += 1
+                tail.append(b"\n".join(rows[:keep]) + (b"\n" if keep else b""))
+                if keep < len(rows) - 1:
+                    break
+                fh.seek(fh.tell() - len(rows[-1]))  # a partial line: read it whole next time
+                if len(rows) == 1:
+                    break
+            data += b"".join(tail)
+    first_doc = 1 if prev is None else prev + 1
+
+    def parse():
+        table = read_table(data, path, None, (3,)) if data.strip() else None
+        if table is None:
+            return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64)
+        docs = _one_based(table, 0, "document id", n_docs)
+        words = _one_based(table, 1, "word id", n_words)
+        counts = table.ints(2, "count")
+        table.require(counts >= 1, lambda r: f"count {counts[r]} is not positive")
+        order = np.ones(len(docs), bool)
+        order[1:] = docs[1:] >= docs[:-1]
+        table.require(order, lambda r: "document ids decrease: a file split by documents "
+                                       "needs its entries grouped by document (--read-on scheduler)")
+        return docs, words, counts
+
+    docs, words, counts = _in_split(parse, path, begin)
+    if prev is not None:  # the previous split's last document goes on here: not ours
+        own = docs != prev - 1  # (docs are 0-based)
+        docs, words, counts = docs[own], words[own], counts[own]
+    stop_doc = n_docs if _is_last(split) else (int(docs[-1]) + 1 if docs.size else first_doc - 1)
+    n = max(stop_doc - (first_doc - 1), 0)
+    X = _csr(docs - (first_doc - 1), words, counts, n, n_words)
+    return {"X": X}, {"entries": int(len(docs)), "nnz": opts["nnz"], "n_words": n_words}
+
+
+def _uci_layout(facts: list[dict], path: str) -> dict:
+    entries, nnz = sum(f["entries"] for f in facts), facts[0]["nnz"]
+    if entries != nnz:
+        raise InputError(f"header says NNZ={nnz} but the file has {entries} entries", path, 3)
+    return {"n_words": facts[0]["n_words"]}
+
+
+def _fail(message: str, path: str, line: int) -> None:
+    raise InputError(message, path, line)
+
+
+def _read_ldac_split(split: dict) -> tuple[dict, dict]:
+    """An LDA-C split: the lines (documents) starting in its byte range."""
+    path, opts = split["path"], split["options"]
+    data, begin = _split_lines(split)
+    last = _is_last(split)
+    text = data.rstrip() if last else data[:-1] if data.endswith(b"\n") else data
+    if not data or last and not text:
+        docs = words = counts = np.zeros(0, np.int64)
+        n_lines = 0
+    else:
+        docs, words, counts, n_lines = _in_split(lambda: _parse_ldac(text, Path(path)), path, begin)
+    n_vocab = opts.get("n_vocab")
+    if n_vocab is not None and words.size and int(words.max()) >= n_vocab:
+        i = int(np.argmax(words >= n_vocab))
+        message = (f"word id {words[i]} is out of range for the {n_vocab} words of "
+                   f"{opts.get('vocab_file')}")
+        _in_split(lambda: _fail(message, path, int(docs[i]) + 1), path, begin)
+    width = int(words.max(initial=-1)) + 1
+    return {"X": _csr(docs, words, counts, n_lines, width)}, {"max_id": width - 1,
+                                                             "n_vocab": n_vocab}
+
+
+def _read_text_split(split: dict) -> tuple[dict, dict]:
+    """A plain-text split: its lines (documents), word ids local to the split (in order of
+    first appearance) until :func:`_text_layout` merges the splits' vocabularies."""
+    data, begin = _split_lines(split)
+    text = data.decode("utf-8")
+    text = text.rstrip() if _is_last(split) else text[:-1] if text.endswith("\n") else text
+    lines = text.split("\n") if data and (text or not _is_last(split)) else []
+    stop = STOP_WORDS if split["options"].get("stopwords", True) else frozenset()
+    index: dict[str, int] = {}
+    ids: list[int] = []
+    lengths = np.zeros(len(lines), np.int64)
+    for d, line in enumerate(lines):
+        tokens = tokenize(line, stop)
+        ids.extend(index.setdefault(w, len(index)) for w in tokens)
+        lengths[d] = len(tokens)
+    words = np.array(ids, dtype=np.int64)
+    docs = np.repeat(np.arange(len(lines)), lengths)
+    X = _csr(docs, words, np.ones(words.size, np.int64), len(lines), len(index))
+    return {"X": X, "vocab": np.array(list(index), dtype=str)}, {"vocab": list(index)}
+
+
+def _ldac_layout(facts: list[dict], path: str) -> dict:
+    """The vocabulary's size, or without a vocabulary file the largest word id + 1."""
+    n_vocab = facts[0]["n_vocab"]
+    return {"n_words": n_vocab if n_vocab is not None else max(f["max_id"] for f in facts) + 1}
+
+
+def _text_layout(facts: list[dict], path: str) -> dict:
+    index: dict[str, int] = {}
+    for fact in facts:  # in file order: the whole file's order of first appearance
+        for word in fact["vocab"]:
+            index.setdefault(word, len(index))
+    return {"vocab": list(index), "n_words": len(index)}
+
+
+def _bag_finish(rows: dict, plan: dict) -> dict:
+    import scipy.sparse as sp
+    X = rows["X"]
+    return {"X": sp.csr_matrix((X.data, X.indices, X.indptr), shape=(X.shape[0], plan["n_words"]))}
+
+
+def _text_finish(rows: dict, plan: dict) -> dict:
+    import scipy.sparse as sp
+    X = rows["X"]
+    index = {w: i for i, w in enumerate(plan["vocab"])}
+    to_global = np.array([index[w] for w in rows["vocab"]], dtype=np.int32)
+    X = sp.csr_matrix((X.data, to_global[X.indices], X.indptr), shape=(X.shape[0], len(index)))
+    X.sort_indices()
+    return {"X": X}
+
+
+#: split readers of :mod:`smpframe.data.splits` (read a split, combine facts, apply the layout)
+SPLIT_READERS = {
+    "uci": (_read_uci_split, _uci_layout, _bag_finish),
+    "ldac": (_read_ldac_split, _ldac_layout, _bag_finish),
+    "text": (_read_text_split, _text_layout, _text_finish),
+}
