@@ -138,6 +138,34 @@ def _parse_simple_floats(buf: np.ndarray, s: np.ndarray, e: np.ndarray) -> tuple
     return np.where(neg, -val, val), ok
 
 
+#: fields up to this long are read by the exact vectorised parser; longer ones (long
+#: mantissas, exponents) by numpy's conversion, which is faster on them
+SHORT_FIELD = 8
+
+#: bytes of a decimal number without ``_``, ``x``, ``nan`` or ``inf``: over tokens made of
+#: these alone, numpy's conversion (Python's float grammar) accepts just ``_NUMBER``'s
+_PLAIN_NUMBER_BYTES = np.zeros(256, bool)
+_PLAIN_NUMBER_BYTES[np.frombuffer(b"0123456789+-.eE", np.uint8)] = True
+
+
+def _convert_plain_floats(buf: np.ndarray, s: np.ndarray, e: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(mask of fields converted, their finite values) for fields ``buf[s:e]``: the fields
+    made only of number bytes, converted by numpy in one call. A field numpy refuses, or
+    one that overflows, is left out (all of them when one is refused: the caller then
+    parses them one by one, and names the bad one)."""
+    fields = _gather(buf, s, e)
+    width = fields.dtype.itemsize
+    raw = fields.view(np.uint8).reshape(len(fields), width)
+    plain = (_PLAIN_NUMBER_BYTES[raw] | (raw == 0)).all(axis=1)
+    try:
+        values = fields[plain].astype(np.float64)
+    except ValueError:
+        return np.zeros(len(fields), bool), np.empty(0)
+    finite = np.isfinite(values)
+    plain[np.flatnonzero(plain)[~finite]] = False
+    return plain, values[finite]
+
+
 def _gather(buf: np.ndarray, s: np.ndarray, e: np.ndarray) -> np.ndarray:
     """Copy fields ``buf[s:e]`` into a fixed-width bytes (``S``) array, in bounded-memory chunks."""
     lengths = e - s
@@ -218,8 +246,16 @@ class Table:
 
     def floats(self, col: int, what: str) -> np.ndarray:
         """Column ``col`` as finite float64, raising on the first bad or non-finite field."""
-        values, ok = _parse_simple_floats(self.buf, self.starts[:, col], self.ends[:, col])
-        for row in np.flatnonzero(~ok):
+        s, e = self.starts[:, col], self.ends[:, col]
+        short = np.flatnonzero(e - s <= SHORT_FIELD)
+        values, ok = np.empty(len(s)), np.zeros(len(s), bool)
+        values[short], ok[short] = _parse_simple_floats(self.buf, s[short], e[short])
+        rest = np.flatnonzero(~ok)
+        if rest.size:  # exponents, long mantissas: numpy's C conversion, where it is strict
+            plain, converted = _convert_plain_floats(self.buf, s[rest], e[rest])
+            values[rest[plain]] = converted
+            rest = rest[~plain]
+        for row in rest:  # what numpy might read loosely, or what is wrong: one by one
             tok = self.token(row, col)
             value = parse_number(tok)
             if value is None:
