@@ -7,8 +7,11 @@ other-side ids. Parameters are stored per id as rows ``theta[id] = (bias, f_0, .
 f_{K-1})`` (no bias column when biases are off); ``x_p`` is the other side's row with
 its bias entry replaced by 1, so ``prediction = mu + bias_other + theta . x_p``.
 
-Two schedules use these kernels:
+Three schedules use these kernels:
 
+* *sides* rounds (:func:`side_update`): one side's rows, each from the residuals of all
+  its ratings with the other side fixed (exact cyclic coordinate minimisation, O(ratings
+  x D) per sweep); a fragment holds the ratings twice, grouped by either side.
 * *epoch* rounds (:func:`epoch_partials`): for every local id, the exact coordinate
   minimisation of its row (bias, then each factor in turn, ``sweeps`` times) from
   the normal equations ``(G + lam I) theta = c`` with ``G = sum x x^T``, ``c = sum y x``;
@@ -22,6 +25,9 @@ Two schedules use these kernels:
 The data-parallel baseline uses :func:`sgd_epoch`: one stochastic-gradient pass over a
 fragment's ratings against copies of the committed rows (the other side's rows being
 stale copies that other fragments update too).
+
+Every model-parallel loop has an array twin (``*_array``: whole-array code on ``xp``,
+numpy or cupy) that GPU workers run, with the same results up to rounding.
 """
 from __future__ import annotations
 
