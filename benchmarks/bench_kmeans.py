@@ -20,7 +20,7 @@ import sys
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import markdown_table, parser, timed, write_json  # noqa: E402
+from common import bar_chart, markdown_table, parser, timed, write_json  # noqa: E402
 
 
 def inertia_of(X: np.ndarray, centers: np.ndarray) -> float:
@@ -121,6 +121,8 @@ def main() -> int:
 
     print(markdown_table(["method", "solve s", "wall s", "inertia", "iterations"], rows))
     write_json(args.out, record)
+    bar_chart(args.out, f"K-Means {args.n:,} x {args.d}, k = {args.k}, {args.iterations} iterations",
+              {row[0]: {"solve": row[1], "whole fit or run": row[2]} for row in rows})
     return 0
 
 

@@ -11,7 +11,7 @@ import time
 
 import numpy as np
 
-from common import markdown_table, parser, write_json
+from common import bar_chart, markdown_table, parser, write_json
 from smpframe import run_local
 from smpframe.apps.lasso import Lasso
 from smpframe.data.synthetic import make_regression
@@ -85,6 +85,8 @@ def main() -> None:
     print(markdown_table(["solver", "tol reaching best*(1+rel)", "seconds", "peak worker MB",
                           "time / smpframe"], rows))
     write_json(args.out, record)
+    bar_chart(args.out, f"Lasso {args.n:,} x {args.d:,}: seconds to the best objective x (1 + {args.rel:g})",
+              {row[0]: {"solve": row[2]} for row in rows})
 
 
 if __name__ == "__main__":

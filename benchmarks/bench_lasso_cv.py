@@ -14,7 +14,7 @@ import numpy as np
 from sklearn.linear_model import LassoCV as SkLassoCV
 from sklearn.model_selection import KFold
 
-from common import markdown_table, parser, timed, write_json
+from common import bar_chart, markdown_table, parser, timed, write_json
 from smpframe import Cluster
 from smpframe.data.synthetic import make_regression
 from smpframe.linear_model import LassoCV
@@ -64,6 +64,8 @@ def main() -> None:
     print(markdown_table(["LassoCV", "whole fit (s)", "alpha_", "grid steps from scikit-learn",
                           "best mean held-out MSE", "time / scikit-learn"], rows))
     write_json(args.out, record)
+    bar_chart(args.out, f"LassoCV {args.n:,} x {args.d:,}: {args.alphas} alphas x {args.folds} folds + refit",
+              {row[0]: {"whole fit": row[1]} for row in rows})
 
 
 if __name__ == "__main__":

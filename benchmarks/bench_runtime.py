@@ -29,6 +29,7 @@ import msgpack
 import numpy as np
 import zmq
 
+from common import bar_chart
 from smpframe import Dataset, LocalCluster, SMPProgram
 
 RAW_WORKER = """
@@ -184,6 +185,9 @@ def main() -> int:
         rows.append(row)
         print(f"{w:>7} {row['smp_us']:>9.0f} {row['raw_us']:>8.0f} {row['ratio']:>6.2f} "
               f"{row['sched_cpu_us']:>12.0f} {row['messages']:>5.1f} {row['bytes']:>7.0f}", flush=True)
+    bar_chart("bench-out/runtime.json", "An empty round against a raw pyzmq round (median)",
+              {f"{r['workers']} workers": {"smpframe": r["smp_us"], "raw pyzmq": r["raw_us"]}
+               for r in rows}, unit="µs per round")
     return save("runtime.json", rows)
 
 

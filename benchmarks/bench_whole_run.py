@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from common import markdown_table, parser, write_json
+from common import bar_chart, markdown_table, parser, write_json
 
 CELER = """
 import sys
@@ -131,6 +131,8 @@ def main() -> None:
     print(markdown_table(["case", "smpframe whole run (s)", "solve (s)", "scheduler peak (MB)",
                           "peer whole script (s)", "smpframe / peer"], rows))
     write_json(args.out, record)
+    bar_chart(args.out, "Whole process, start to result (median)",
+              {row[0]: {"smpframe": row[1], "peer's whole script": row[4]} for row in rows})
 
 
 if __name__ == "__main__":

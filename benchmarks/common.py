@@ -1,6 +1,7 @@
 """Shared helpers for the hand-run benchmarks: timing, machine facts, JSON and markdown output.
 
-Every benchmark takes ``--out FILE.json`` and prints its figures as markdown table rows.
+Every benchmark takes ``--out FILE.json`` and prints its figures as markdown table rows;
+with ``--out`` it also draws them (:func:`bar_chart`) into ``FILE.png``.
 """
 from __future__ import annotations
 
@@ -75,6 +76,42 @@ def write_json(path: str | None, record: dict[str, Any]) -> None:
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     Path(path).write_text(json.dumps(record, indent=2, default=_default) + "\n")
     print(f"wrote {path}", file=sys.stderr)
+
+
+def bar_chart(out: str | Path | None, title: str, bars: dict[str, dict[str, float | None]],
+              unit: str = "seconds") -> Path | None:
+    """Grouped horizontal bars ``{method: {figure: value}}`` (e.g. solve and whole-run
+    seconds per method), written beside ``out`` as a PNG; None without ``out``."""
+    if not out:
+        return None
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    methods = list(bars)
+    figures = list(dict.fromkeys(f for values in bars.values() for f in values))
+    height = 0.8 / max(1, len(figures))
+    fig, ax = plt.subplots(figsize=(8, 0.6 + 0.45 * len(methods) * max(1, len(figures))))
+    for j, figure in enumerate(figures):
+        values = [bars[m].get(figure) for m in methods]
+        ys = [i + j * height for i in range(len(methods))]
+        drawn = [(y, v) for y, v in zip(ys, values) if v is not None]
+        ax.barh([y for y, _ in drawn], [v for _, v in drawn], height=height, label=figure)
+        for y, v in drawn:
+            ax.annotate(f" {v:.3g}", (v, y), va="center", fontsize=8)
+    ax.set_yticks([i + height * (len(figures) - 1) / 2 for i in range(len(methods))], methods)
+    ax.invert_yaxis()
+    ax.set_xlabel(unit)
+    ax.set_title(title, fontsize=10)
+    if len(figures) > 1:
+        ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    path = Path(out).with_suffix(".png")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    print(f"wrote {path}", file=sys.stderr)
+    return path
 
 
 def _default(value: Any) -> Any:
