@@ -1,4 +1,4 @@
-"""Sparse (L1) logistic regression by scheduled coordinate descent, on the SMP API.
+"""Sparse (L1) logistic regression by scheduled Newton coordinate descent, on the SMP API.
 
 Objective::
 
@@ -20,65 +20,73 @@ from scipy.special import entr
 from smpframe.apps import logreg_kernels as K
 from smpframe.apps.l1 import L1Regression
 from smpframe.apps.sparse_ops import cols_dot_weighted, csc_parts
-from smpframe.arrays import compiled_kernels, sparse_module
+from smpframe.arrays import compiled_kernels, sparse_module, to_host
 from smpframe.errors import InputError
-from smpframe.api import (Dataset, Fragment, Payload, SchedulerContext, WorkerContext,
-                          concat_partials, expect_array, sum_partials)
-from smpframe.scheduling.blocks import priority_sample
+from smpframe.api import (Dataset, Fragment, Payload, SchedulerContext, Splits, WorkerContext,
+                          expect_array, sum_partials)
 
 #: Armijo constant: a step must achieve this fraction of the decrease its model predicts
 SIGMA = 0.01
 #: a step halved below this length is dropped
 MIN_STEP = 1.0 / 1024
-#: inner coordinate-descent passes on a block's Newton model: at most, and the relative stop
-INNER_PASSES = 4
-INNER_TOL = 1e-2
-#: a full round comes at least every max(CYCLE_MIN, CYCLE_SWEEPS x blocks to cover the pool) rounds
-CYCLE_MIN = 6
-CYCLE_SWEEPS = 1
-#: a block's columns hold at most this share of X's nonzeros, or BLOCK_NNZ_MIN if more
-#: (block_size caps their number)
-BLOCK_NNZ = 0.25
-BLOCK_NNZ_MIN = 1 << 20
+#: most passes of a fragment's inner coordinate descent in one direction round
+INNER_PASSES = 100
+#: the inner stop tolerance shrinks by this factor whenever one pass was enough
+INNER_SHRINK = 0.25
+#: ... and is at most this fraction of the outer subgradient norm (an inexact Newton
+#: method's forcing term: each iteration gains at least this factor on the model)
+INNER_FORCING = 0.1
+#: a full round (every column's gradient, the stop tests) once the active columns'
+#: subgradient norm is this fraction of the last full round's
+REFRESH = 0.1
 
 
 class LogReg(L1Regression):
-    """Sparse logistic regression (L1) by scheduled coordinate descent.
+    """Sparse logistic regression (L1) by scheduled Newton coordinate descent (newGLMNET's
+    outer loop, with the inner solve spread over the workers).
 
     Rows are partitioned across workers; each keeps the margins ``m = X beta + beta0``
     of its rows and, per row, the loss and its first and second derivatives in m
-    (``dl``, ``w``). A round is either
+    (``dl``, ``w``). The scheduler holds the model and an *active set* of columns
+    (those that can move); every outer iteration is two rounds:
 
-    * a *block* round: the scheduler picks columns B by priority (the largest, or
-      sampled with p ∝ |Δβ_j| + η when many are pending), at most ``block_size`` of
-      them holding at most a quarter of X's nonzeros; workers return the block's gradient partials
-      ``sum x dl``, their rows' curvatures ``w`` and their loss sum; the scheduler,
-      which also holds X, takes a soft-thresholded Newton step on B (and the
-      intercept): a few passes of coordinate descent on the block's L1 Newton
-      model ``g.d + (1/2n) sum w (x_B.d + d0)^2 + λ|β_B + d|`` (GLMNET's
-      subproblem, exact curvature, cross terms included); it commits the step and
-      broadcasts ``(B, Δβ_B, Δβ0)``, and workers update their margins; or
-    * a *full* round: workers return ``sum x dl``, ``sum x^2 w`` for every column
-      and the rows' probabilities; the scheduler computes the relative duality gap
-      and refreshes every column's priority to the Newton step it would take alone.
+    * a *gradient* round: workers apply the step committed last (updating their
+      margins) and return, for the active columns, ``sum x dl`` and ``sum x^2 w`` and
+      their rows' loss. The scheduler checks the step (below), then shrinks the active
+      set: a column at zero whose gradient is inside ``(-λ, λ)`` cannot move alone and
+      leaves it (liblinear's shrinking). A *full* gradient round covers every column
+      (and the duality gap's sums): the first round, and whenever the active set's
+      minimum-norm subgradient has fallen to ``REFRESH`` of the last full round's;
+      the stop tests run there, and the active set is rebuilt from it;
+    * a *direction* round: the scheduler sends the active columns' exact gradient and
+      Hessian diagonal; every fragment runs coordinate descent on the block's L1
+      Newton model (GLMNET's subproblem) over its own rows, with the cross terms of
+      the Hessian estimated from those rows, and returns its step. The scheduler
+      averages the steps (weighted by rows), commits the average and broadcasts
+      ``(B, Δβ_B, Δβ0)``. No process holds X but the workers, and the inner solve,
+      newGLMNET's serial part, runs on every worker at once, each over its own rows.
 
-    **Stop** (``tol``, at a full round): relative duality gap ``<= tol``, or a
-    relative objective decrease since the previous full round ``<= tol`` (the gap's
-    dual point is loose on text-like data, so the objective test usually ends the
-    run first; ``summary["stopped_by"]`` says which).
+    With the exact gradient, a step is zero only at the optimum; the local cross terms
+    only change how far each iteration gets. The inner tolerance adapts as in
+    newGLMNET (``INNER_SHRINK`` whenever one pass was enough).
 
-    **Safeguard.** Every round also returns the loss at the current point, so a
-    step committed in one round is checked in the next: it is kept if the
-    objective fell by at least 1% of what the step's Newton model predicted, else
-    it is halved (a correction is broadcast; the partials computed at the rejected
-    point are dropped) and later steps are damped. The accepted objective never
-    rises; the reported model is always an accepted (checked) point.
+    **Safeguard.** The next gradient round returns the loss at the committed point: the
+    step is kept if the objective fell by at least ``SIGMA`` of the decrease its
+    first-order model predicts (``g.d + λ(|β+d| - |β|)``, the Armijo test of
+    newGLMNET), else it is halved (a correction is broadcast; the partials computed at
+    the rejected point are dropped). The accepted objective never rises; the reported
+    model is always an accepted (checked) point.
 
-    **Dependency scheduling.** Correlated columns in one block need no filtering:
-    the block's Newton step accounts for their interaction exactly. Nor do rounds
-    overlap: every step is checked on the margins it produced, so with
-    ``--pipeline-depth`` > 0 the scheduler still waits for the round in flight, and
-    ``--rho`` (which filters against blocks in flight) has nothing to do.
+    **Stop** (``tol``, at a full round): relative duality gap ``<= tol`` (its dual sums
+    come back with the next direction round), or a relative objective decrease since
+    the previous full round ``<= tol``; ``summary["stopped_by"]`` says which.
+
+    **Schedules.** ``policy="priority"`` (the default) is the active set above, at most
+    ``block_size`` columns a direction round (the largest violations first); the
+    baselines ``uniform``/``cyclic`` take a random/the next block of ``block_size``
+    columns instead, with a full round after each sweep. Rounds never overlap (every
+    step is checked on the margins it produced), so ``--pipeline-depth`` and ``--rho``
+    have nothing to do.
 
     **Summary** adds ``accuracy`` (training), ``nnz``, ``duality_gap`` (relative),
     ``objective_change``, ``lambda``/``lambda_max``; ``model.npz`` holds ``coef``
@@ -86,137 +94,109 @@ class LogReg(L1Regression):
     """
 
     name = "logreg"
-    gpu = True  # the array path (kernel="array", and every GPU worker) runs on wctx.xp
+    reads_splits = True
+    gpu = True  # the sums run on wctx.xp (kernel="array", every GPU worker); the inner CD on the host
 
-    # a block's cost here is its nonzeros (capped at BLOCK_NNZ of X's), so allow many columns
-    default_block_size = 1024
+    # the baselines' block, and the most columns a direction round moves
+    default_block_size = 4096
     synthetic_kind = "classification"
 
     # ---- scheduler ------------------------------------------------------------------
-    def load_data(self, source: Any) -> Dataset:
+    def load_data(self, source: Any) -> Dataset | Splits:
         dataset = super().load_data(source)
-        dataset.rows["y"] = check_labels(dataset.rows["y"], _label_file(source, self.fmt, self.labels))
+        if isinstance(dataset, Dataset):
+            dataset.rows["y"] = check_labels(dataset.rows["y"],
+                                             _label_file(source, self.fmt, self.labels))
         return dataset
 
     def init(self, ctx: SchedulerContext) -> None:
-        X = ctx.dataset.rows["X"].tocsc()
-        y = np.asarray(ctx.dataset.rows["y"], dtype=np.float64)
-        n, d = X.shape
+        facts = ctx.facts
+        n = int(sum_partials(facts, "n"))
+        path = ctx.dataset.path if isinstance(ctx.dataset, Splits) else None
+        check_label_counts(facts, ctx.bounds, path)
+        n_pos = int(sum_partials(facts, "n_pos"))
+        xpos, xneg = sum_partials(facts, "xpos"), sum_partials(facts, "xneg")
+        d = xpos.size
         intercept = bool(self.intercept)
-        share = float(np.mean(y > 0))
+        share = n_pos / n
         b0 = float(np.log(share / (1.0 - share))) if intercept else 0.0
-        z0 = y * b0
-        a0 = 1.0 / (1.0 + np.exp(z0))
-        lam_max = float(np.max(np.abs(X.T @ (y * a0)))) / n if d else 0.0
+        # X^T (y a0) at beta = 0: a0 = 1 - share on the positive rows, share on the others
+        a_pos, a_neg = 1.0 / (1.0 + np.exp(b0)), 1.0 / (1.0 + np.exp(-b0))
+        lam_max = float(np.max(np.abs(a_pos * xpos - a_neg * xneg), initial=0.0)) / n
         lam = float(self.lam) if self.lam is not None else float(self.lambda_ratio) * lam_max
         if not lam > 0:
             raise InputError(f"--lambda must be > 0 (lambda_max for this data is {lam_max:.6g})")
-        X.sort_indices()
-        col_nnz = np.diff(X.indptr)
-        ctx.cache = {"X": X, "y": y, "n": n, "csc": csc_parts(X), "col_nnz": col_nnz,
-                     "nnz_budget": max(BLOCK_NNZ * float(col_nnz.sum()), BLOCK_NNZ_MIN)}
-        loss0 = float(np.mean(np.logaddexp(0.0, -z0)))
-        ctx.model.update(coef=np.zeros(d), intercept=np.array([b0]), priority=np.zeros(d),
-                         p_idx=np.zeros(0, np.int64), p_delta=np.zeros(0), p_beta=np.zeros(0),
-                         p_g=np.zeros(0))
-        ctx.state.update(lam=lam, lam_max=lam_max, objective=loss0, need_full=True, epoch_max=0.0,
-                         gap=None, nu=1.0, pending=None, i_prio=0.0, rejected=0,
-                         since_full=0, last_full=None, change=None, stopped_by=None, accepted=0)
+        loss0 = share * float(np.logaddexp(0.0, -b0)) + (1.0 - share) * float(np.logaddexp(0.0, b0))
+        ctx.cache = {"n": n, "rows": np.array([b - a for a, b in ctx.bounds], np.float64)}
+        ctx.model.update(coef=np.zeros(d), intercept=np.array([b0]), active=np.ones(d, np.int8),
+                         grad=np.zeros(d), hdiag=np.zeros(d), viol=np.zeros(d),
+                         p_idx=np.zeros(0, np.int64), p_delta=np.zeros(0), p_beta=np.zeros(0))
+        accuracy = share if b0 > 0 else 1.0 - share  # every row predicted as the majority
+        ctx.state.update(lam=lam, lam_max=lam_max, objective=loss0, next="full", pending=None,
+                         g0=0.0, h0=0.0, gmax=None, gnorm=None, gnorm_full=None, gnorm_init=None,
+                         inner_eps=1.0, gap=None, gap_scale=None, full_primal=None,
+                         last_full=None, change=None, stopped_by=None, rejected=0, steps=0,
+                         stalled=False, accuracy=accuracy)
         ctx.report(objective=loss0, lam=lam)
 
     def warm_up(self, role: str, xp: Any) -> None:
-        if role == "scheduler":
-            K.warm_up_scheduler()
-        elif compiled_kernels(xp, self.kernel):
+        if role == "worker":
             K.warm_up()
 
     def schedule(self, ctx: SchedulerContext) -> Payload | None:
         if ctx.inflight:
             return None  # a step is checked on the margins it produced: wait for the round in flight
-        return self._next_block(ctx)
-
-    def _next_block(self, ctx: SchedulerContext) -> Payload:
-        st = ctx.state
-        if st["need_full"]:
+        st, m = ctx.state, ctx.model
+        if st["next"] == "full":
             return {"kind": "full"}
-        if self.policy != "priority":
-            block = self.baseline_block(ctx, self.columns_per_round)
-            if block is None:
-                st["need_full"] = True
-                return {"kind": "full"}
-            return {"kind": "block", "idx": block}
-        prio = ctx.model["priority"]
-        pool = np.flatnonzero(prio > 0)
-        floor = 0.05 * st["epoch_max"]
-        size = self.columns_per_round
-        budget = ctx.cache["nnz_budget"]
-        col_nnz = ctx.cache["col_nnz"]
-        sweep = max(-(-pool.size // size), int(np.ceil(col_nnz[pool].sum() / budget)))
-        st["since_full"] += 1
-        if st["since_full"] > max(CYCLE_MIN, CYCLE_SWEEPS * sweep):
-            st["need_full"] = True  # an epoch's worth of blocks: time to re-rank every column
-            return {"kind": "full"}
-        if pool.size == 0 or prio[pool].max() <= floor:
-            if self.intercept and st["i_prio"] > floor:
-                return {"kind": "block", "idx": np.zeros(0, np.int64)}
-            st["need_full"] = True
-            return {"kind": "full"}
-        if pool.size > 2 * size:
-            pick = pool[priority_sample(ctx.rng, prio[pool], float(self.eta) * st["epoch_max"],
-                                        2 * size)]
-        else:
-            pick = pool[np.argsort(-prio[pool], kind="stable")]
-        block = pick[:size]
-        # a round's cost is its columns' nonzeros: cap them (rare columns come many at a time)
-        block = block[:max(1, int(np.searchsorted(np.cumsum(col_nnz[block]), budget, side="right")))]
-        return {"kind": "block", "idx": np.sort(block).astype(np.int64)}
+        if st["next"] == "grad":
+            return {"kind": "grad", "idx": np.flatnonzero(m["active"]).astype(np.int64)}
+        idx = m["p_idx"]
+        block: Payload = {"kind": "dir", "idx": idx, "g": m["grad"][idx], "h": m["hdiag"][idx],
+                          "beta": m["coef"][idx], "lam": st["lam"], "g0": st["g0"], "h0": st["h0"],
+                          "tol": min(st["inner_eps"] * st["gnorm_init"], INNER_FORCING * st["gnorm"]),
+                          "seed": ctx.round}
+        if st["gap_scale"] is not None:
+            block["gap"] = np.array(st["gap_scale"])
+        return block
 
     def check_partial(self, ctx: SchedulerContext, block: Payload, fragment: int,
                       partial: Payload) -> None:
-        start, stop = ctx.bounds[fragment]
-        full = block["kind"] == "full"
-        size = ctx.model["coef"].size if full else len(block["idx"])
-        for key in ("g", "h", "gp") if full else ("g", "h"):
+        kind = block["kind"]
+        size = ctx.model["coef"].size if kind == "full" else len(block["idx"])
+        keys = {"full": ("g", "h", "gp"), "grad": ("g", "h"), "dir": ("d",)}[kind]
+        for key in keys:
             expect_array(partial, key, (size,))
-        expect_array(partial, "a" if full else "w", (stop - start,))
 
     def pull(self, ctx: SchedulerContext, block: Payload, partials: dict[int, Payload]) -> Payload | None:
-        st, model = ctx.state, ctx.model
-        n = ctx.cache["n"]
+        if block["kind"] == "dir":
+            return self._pull_direction(ctx, block, partials)
+        st, model, n = ctx.state, ctx.model, ctx.cache["n"]
         loss = float(sum_partials(partials, "loss"))
         objective = loss / n + st["lam"] * float(np.abs(model["coef"]).sum())
         if st["pending"] is not None:
-            if not self._acceptable(ctx, objective):
+            if not self._acceptable(st, objective):
                 return self._backtrack(ctx)
-            if st["pending"]["t"] == 1.0:
-                st["nu"] = max(1.0, st["nu"] * 0.8)
             st["pending"] = None
-            st["accepted"] += 1
+            st["steps"] += 1
         st["objective"] = objective
-        if block["kind"] == "full":
-            self._pull_full(ctx, partials, loss)
-            return None
-        return self._pull_block(ctx, block["idx"], partials)
+        st["accuracy"] = float(sum_partials(partials, "correct")) / n
+        full = block["kind"] == "full"
+        idx = np.arange(model["coef"].size) if full else block["idx"]
+        gnorm = st["gnorm"] = self._take_gradient(ctx, idx, partials, full)
+        if full:
+            self._full_round(ctx, partials, objective, gnorm)
+        self._plan(ctx, gnorm, full)
+        return None
 
     # ---- the safeguard ----------------------------------------------------------------
-    def _model_change(self, ctx: SchedulerContext, t: float) -> float:
-        """What the pending step's quadratic model predicts the objective does at length t.
-
-        The first-order and L1 parts are summed per coordinate first, so the
-        prediction stays accurate for the tiny steps near the optimum.
-        """
-        m, pend, lam = ctx.model, ctx.state["pending"], ctx.state["lam"]
-        beta, step = m["p_beta"], t * m["p_delta"]
-        first = float(np.sum(m["p_g"] * step + lam * (np.abs(beta + step) - np.abs(beta))))
-        return first + t * pend["g0"] * pend["d0"] + 0.5 * t * t * pend["quad"]
-
-    def _acceptable(self, ctx: SchedulerContext, objective: float) -> bool:
-        pend = ctx.state["pending"]
-        predicted = min(self._model_change(ctx, pend["t"]), 0.0)
-        return objective - pend["F0"] <= SIGMA * predicted + 1e-13 * abs(pend["F0"])
+    @staticmethod
+    def _acceptable(st: dict[str, Any], objective: float) -> bool:
+        pend = st["pending"]
+        return objective - pend["F0"] <= SIGMA * pend["t"] * pend["delta"] + 1e-13 * abs(pend["F0"])
 
     def _backtrack(self, ctx: SchedulerContext) -> Payload:
-        """Halve the pending step (drop it once too short); damp later steps."""
+        """Halve the pending step (drop it once too short)."""
         st, m = ctx.state, ctx.model
         pend = st["pending"]
         t = pend["t"] / 2.0
@@ -228,86 +208,143 @@ class LogReg(L1Regression):
         d0 = (t - pend["t"]) * pend["d0"]
         m["coef"][idx] = new_coef
         m["intercept"][0] = pend["b0"] + t * pend["d0"]
-        st["nu"] = min(st["nu"] * 2.0, 1e12)
         st["rejected"] += 1
-        if t == 0.0:
+        if t == 0.0:  # no step along this direction: back to the checked point, re-rank every column
             st["pending"] = None
             st["objective"] = pend["F0"]
-            m["priority"][idx] *= 0.5
+            st["next"] = "full"
+            st["inner_eps"] *= INNER_SHRINK
         else:
             pend["t"] = t
         moved = d != 0.0
         return {"idx": idx[moved], "d": d[moved], "d0": float(d0)}
 
     # ---- rounds -----------------------------------------------------------------------
-    def _pull_block(self, ctx: SchedulerContext, idx: np.ndarray,
-                    partials: dict[int, Payload]) -> Payload | None:
-        st, model, n = ctx.state, ctx.model, ctx.cache["n"]
+    def _take_gradient(self, ctx: SchedulerContext, idx: np.ndarray, partials: dict[int, Payload],
+                       full: bool) -> float:
+        """Store the gradient and curvature of ``idx`` and shrink the active set; returns the
+        minimum-norm subgradient's 1-norm over ``idx`` (and the intercept)."""
+        st, m, n, lam = ctx.state, ctx.model, ctx.cache["n"], ctx.state["lam"]
         g = sum_partials(partials, "g") / n
-        hess = st["nu"] * sum_partials(partials, "h") / n
-        g0 = float(sum_partials(partials, "sdl")) / n
-        w = concat_partials(partials, "w")
-        intercept = bool(self.intercept)
-        if intercept:
-            h0 = float(w.sum()) / n
-            st["i_prio"] = abs(g0) / h0 if h0 > 0 else 0.0
-        beta = model["coef"][idx]
-        # the Newton model of the block (exact curvature: the scheduler holds X, the
-        # workers sent the rows' w); damped by nu after a rejected step
-        delta, d0, quad = K.newton_block(*ctx.cache["csc"], idx, st["nu"] * w, hess, g, g0, beta, st["lam"],
-                                         intercept, INNER_PASSES, INNER_TOL)
-        model["priority"][idx] = np.abs(delta)
-        if not (d0 != 0.0 or np.any(delta != 0.0)):
-            return None
-        model["p_idx"], model["p_delta"], model["p_beta"], model["p_g"] = idx, delta, beta.copy(), g
-        st["pending"] = {"t": 1.0, "d0": d0, "g0": g0, "quad": quad / st["nu"], "F0": st["objective"],
-                         "b0": float(model["intercept"][0])}
-        if self._model_change(ctx, 1.0) >= 0.0:  # no predicted decrease: nothing worth trying
-            st["pending"] = None
-            return None
-        model["coef"][idx] = beta + delta
-        model["intercept"][0] += d0
-        ctx.report(objective=st["objective"], nnz=int(np.count_nonzero(model["coef"])),
-                   block=int(idx.size))
-        moved = delta != 0.0
-        return {"idx": idx[moved], "d": delta[moved], "d0": float(d0)}
-
-    def _pull_full(self, ctx: SchedulerContext, partials: dict[int, Payload], loss: float) -> None:
-        st, model, cache = ctx.state, ctx.model, ctx.cache
-        n, lam, y = cache["n"], st["lam"], cache["y"]
-        g_raw = sum_partials(partials, "g")
-        h = sum_partials(partials, "h") / n
-        gp = sum_partials(partials, "gp")
-        a = concat_partials(partials, "a")
-        beta = model["coef"]
-        primal = loss / n + lam * float(np.abs(beta).sum())
-        gap = duality_gap(primal, g_raw, gp, a, y, lam, bool(self.intercept))
-        g = g_raw / n
-        prio = np.abs(newton_steps(beta, g, st["nu"] * h, lam))
-        model["priority"][:] = prio
-        i_prio = 0.0
+        m["grad"][idx], m["hdiag"][idx] = g, sum_partials(partials, "h") / n
+        beta = m["coef"][idx]
+        viol = np.where(beta > 0, np.abs(g + lam), np.where(beta < 0, np.abs(g - lam),
+                                                            np.maximum(np.abs(g) - lam, 0.0)))
+        m["viol"][idx] = viol
+        i_viol = 0.0
         if self.intercept:
-            h0 = float(sum_partials(partials, "sw")) / n
-            i_prio = abs(float(sum_partials(partials, "sdl")) / n) / h0 if h0 > 0 else 0.0
-        rel = gap / primal if primal > 0 else 0.0
-        last = st["last_full"] if st["accepted"] else None  # (no step since: nothing to compare)
-        change = (last - primal) / primal if last is not None and primal > 0 else st["change"]
-        st["accepted"] = 0
-        st.update(objective=primal, need_full=False, gap=rel, i_prio=i_prio, since_full=0,
-                  blocks_since_full=0,
-                  epoch_max=max(float(prio.max(initial=0.0)), i_prio), last_full=primal,
-                  change=change)
-        ctx.report(objective=primal, gap=rel, nnz=int(np.count_nonzero(beta)), block=int(beta.size))
-        tol = float(self.tol)
-        if rel <= tol:
-            st["stopped_by"] = "duality gap"
-        elif last is not None and change <= tol:
-            st["stopped_by"] = "objective change"
-        elif st["epoch_max"] == 0.0:
-            st["stopped_by"] = "no step left"
-        else:
+            st["g0"] = float(sum_partials(partials, "sdl")) / n
+            st["h0"] = float(sum_partials(partials, "sw")) / n
+            i_viol = abs(st["g0"])
+        gmax = max(float(viol.max(initial=0.0)), i_viol)
+        if self.policy == "priority":
+            # liblinear's shrinking: at zero, and inside (-lam, lam) by more than the last
+            # round's largest violation / n
+            margin = (gmax if st["gmax"] is None else st["gmax"]) / n
+            keep = (beta != 0.0) | (np.abs(g) >= lam - margin)
+            if full:
+                m["active"][:] = keep
+            else:
+                m["active"][idx[~keep]] = 0
+        st["gmax"] = gmax
+        return float(viol.sum()) + i_viol
+
+    def _plan(self, ctx: SchedulerContext, gnorm: float, full: bool) -> None:
+        """After a gradient round: a direction round on the active columns, or a full round."""
+        st, m = ctx.state, ctx.model
+        if full:
+            if self.policy != "priority":  # the baselines: a sweep starts
+                block = self.baseline_block(ctx, self.columns_per_round)
+                m["active"][:] = 0
+                m["active"][block] = 1
+        elif self.policy == "priority" and gnorm <= REFRESH * st["gnorm_full"]:
+            st["next"] = "full"  # the active columns have settled: check every column
             return
+        active = np.flatnonzero(m["active"])
+        size = self.columns_per_round
+        if active.size > size:  # the largest violations first
+            active = np.sort(active[np.argsort(-m["viol"][active], kind="stable")[:size]])
+        if active.size == 0 and not self.intercept:
+            st["next"] = "full"
+            return
+        m["p_idx"] = active.astype(np.int64)
+        st["next"] = "dir"
+
+    def _full_round(self, ctx: SchedulerContext, partials: dict[int, Payload], primal: float,
+                    gnorm: float) -> None:
+        """The stop tests, and the scale of the duality gap's dual point."""
+        st, n, lam = ctx.state, ctx.cache["n"], ctx.state["lam"]
+        st["gnorm_full"] = gnorm
+        if st["gnorm_init"] is None:
+            st["gnorm_init"] = max(gnorm, 1e-300)
+        g_raw = ctx.model["grad"] * n
+        gp = sum_partials(partials, "gp")
+        st["gap_scale"] = list(dual_scale(g_raw, gp, float(sum_partials(partials, "spos")),
+                                          float(sum_partials(partials, "sneg")), n, lam,
+                                          bool(self.intercept)))
+        st["full_primal"] = primal
+        last = st["last_full"] if st["steps"] else None  # (no step since: nothing to compare)
+        change = (last - primal) / primal if last is not None and primal > 0 else st["change"]
+        st.update(steps=0, last_full=primal, change=change, blocks_since_full=0)
+        ctx.report(objective=primal, nnz=int(np.count_nonzero(ctx.model["coef"])),
+                   block=int(ctx.model["coef"].size))
+        if last is not None and change <= float(self.tol):
+            self._stop(ctx, "objective change")
+        elif st["gnorm_full"] == 0.0:
+            self._stop(ctx, "no step left")
+
+    def _stop(self, ctx: SchedulerContext, why: str) -> None:
+        ctx.state["stopped_by"] = why
         ctx.stop(converged=True)
+
+    def _pull_direction(self, ctx: SchedulerContext, block: Payload,
+                        partials: dict[int, Payload]) -> Payload | None:
+        st, m, n = ctx.state, ctx.model, ctx.cache["n"]
+        rows = ctx.cache["rows"]
+        weights = {f: rows[f] / n for f in partials}
+        if "gap" in block:  # the dual sums at the full round's point: the gap, and its stop test
+            dual = float(sum_partials(partials, "dual")) / n
+            primal = st["full_primal"]
+            st["gap"] = max(primal - dual, 0.0) / primal if primal > 0 else 0.0
+            st["gap_scale"] = None
+            ctx.report(gap=st["gap"])
+            if st["gap"] <= float(self.tol):
+                self._stop(ctx, "duality gap")
+                return None
+        passes = max(float(p["passes"]) for p in partials.values())
+        if passes <= 1.0:
+            st["inner_eps"] *= INNER_SHRINK  # one pass met the tolerance: ask for more next time
+        idx = block["idx"]
+        delta = sum(weights[f] * p["d"] for f, p in partials.items())
+        d0 = float(sum(weights[f] * float(p["d0"]) for f, p in partials.items())) if self.intercept else 0.0
+        beta = m["coef"][idx]
+        lam = st["lam"]
+        predicted = float(np.sum(block["g"] * delta + lam * (np.abs(beta + delta) - np.abs(beta)))) \
+            + st["g0"] * d0
+        st["next"] = "grad"
+        if self.policy != "priority":  # the baselines: the next block (a full round after a sweep)
+            block = self.baseline_block(ctx, self.columns_per_round)
+            if block is None:
+                st["next"] = "full"
+            else:
+                m["active"][:] = 0
+                m["active"][block] = 1
+        if not predicted < 0.0:  # no descent left along the model: re-check every column
+            st["next"] = "full"
+            if st["stalled"]:
+                self._stop(ctx, "no step left")
+            st["stalled"] = True
+            return None
+        st["stalled"] = False
+        m["p_idx"], m["p_delta"], m["p_beta"] = idx, delta, beta.copy()
+        st["pending"] = {"t": 1.0, "d0": d0, "delta": predicted, "F0": st["objective"],
+                         "b0": float(m["intercept"][0])}
+        m["coef"][idx] = beta + delta
+        m["intercept"][0] += d0
+        ctx.report(objective=st["objective"], nnz=int(np.count_nonzero(m["coef"])),
+                   block=int(idx.size), inner_passes=int(passes))
+        moved = delta != 0.0
+        return {"idx": idx[moved], "d": delta[moved], "d0": d0}
 
     def snapshot(self, ctx: SchedulerContext, fragment: int) -> Payload:
         return {"coef": ctx.model["coef"], "intercept": ctx.model["intercept"]}
@@ -318,54 +355,82 @@ class LogReg(L1Regression):
         if st["pending"] is not None:  # stopped before the last step was checked: use the last checked point
             coef[m["p_idx"]] = m["p_beta"]
             b0 = st["pending"]["b0"]
-        margin = ctx.cache["X"] @ coef + b0
-        accuracy = float(np.mean(np.where(margin > 0, 1.0, -1.0) == ctx.cache["y"]))
         summary = {"app": self.name, "objective": st["objective"], "duality_gap": st["gap"],
-                   "accuracy": accuracy, "nnz": int(np.count_nonzero(coef)), "lambda": st["lam"],
+                   "accuracy": st["accuracy"], "nnz": int(np.count_nonzero(coef)), "lambda": st["lam"],
                    "lambda_max": st["lam_max"], "intercept": bool(self.intercept),
                    "objective_change": st["change"], "stopped_by": st["stopped_by"],
                    "rejected_steps": int(st["rejected"]), "schedule": self.policy}
         return summary, {"coef": coef, "intercept": np.array([b0])}
 
     # ---- worker ---------------------------------------------------------------------
+    def describe(self, wctx: WorkerContext, fragment: Fragment, data: Payload) -> Payload:
+        y = np.asarray(data["y"], dtype=np.float64).ravel()
+        X = data["X"]
+        bad = ~np.isin(y, (-1.0, 0.0, 1.0))
+        first = int(np.flatnonzero(bad)[0]) if bad.any() else -1
+        pos = y == 1.0
+        return {"n": int(y.size), "n_pos": int(pos.sum()), "n_minus": int((y == -1.0).sum()),
+                "n_zero": int((y == 0.0).sum()), "n_bad": int(bad.sum()), "first_bad": first,
+                "bad_value": float(y[first]) if first >= 0 and np.isfinite(y[first]) else 0.0,
+                "xpos": np.asarray(X.T @ pos.astype(np.float64)).ravel(),
+                "xneg": np.asarray(X.T @ (~pos & ~bad).astype(np.float64)).ravel()}
+
     def load(self, wctx: WorkerContext, fragment: Fragment, data: Payload, model: Payload) -> dict:
         xp = wctx.xp
-        y = np.ascontiguousarray(data["y"], dtype=np.float64)
-        if not compiled_kernels(xp, self.kernel):  # the array code: numpy/scipy or cupy/cupyx
-            X = sparse_module(xp).csc_matrix(data["X"].tocsc())
-            y = xp.asarray(y)
-            m = X @ xp.asarray(model["coef"]) + float(model["intercept"][0])
-            return {"X": X, "X2": X.multiply(X).tocsc(), "y": y, "pos": y > 0, "m": m,
-                    **row_terms(xp, m, y)}
+        y = np.where(np.asarray(data["y"], dtype=np.float64) > 0, 1.0, -1.0)  # {0,1} or {-1,+1}
         X = data["X"].tocsc()
         X.sort_indices()
-        parts = csc_parts(X)
+        parts = csc_parts(X)  # the inner coordinate descent runs on the host on every path
+        unit = bool(np.all(parts[2] == 1.0))
+        if not compiled_kernels(xp, self.kernel):  # the sums as array code: numpy/scipy or cupy/cupyx
+            Xd = sparse_module(xp).csc_matrix(X)
+            yd = xp.asarray(y)
+            m = Xd @ xp.asarray(model["coef"]) + float(model["intercept"][0])
+            return {"X": Xd, "X2": Xd.multiply(Xd).tocsc(), "y": yd, "pos": yd > 0, "m": m,
+                    "host": parts, "unit": unit, **row_terms(xp, m, yd)}
         m = np.ascontiguousarray(X @ model["coef"] + float(model["intercept"][0]), dtype=np.float64)
         n = y.shape[0]
-        f = {"csc": parts, "y": y, "m": m, "loss": np.empty(n), "a": np.empty(n), "dl": np.empty(n),
+        f = {"csc": parts, "unit": unit, "y": y, "m": m, "loss": np.empty(n), "a": np.empty(n), "dl": np.empty(n),
              "w": np.empty(n), "mark": np.zeros(n, np.bool_), "touched": np.empty(n, np.int64)}
         K.all_rows(m, y, f["loss"], f["a"], f["dl"], f["w"])
         return f
 
     def push(self, wctx: WorkerContext, fragment: Fragment, block: Payload) -> Payload:
         f = fragment.state
+        if block["kind"] == "dir":
+            return self._direction(f, block)
+        xp = wctx.xp
         out: Payload = {"loss": float(f["loss"].sum()), "sdl": float(f["dl"].sum()),
-                        "sw": float(f["w"].sum())}
+                        "sw": float(f["w"].sum()), "correct": float(((f["m"] > 0) == (f["y"] > 0)).sum())}
         compiled = "csc" in f
         if block["kind"] == "full":
             if compiled:
                 g, h, gp = K.full_sums(*f["csc"], f["dl"], f["w"], f["a"], f["y"])
             else:
                 g, h, gp = f["X"].T @ f["dl"], f["X2"].T @ f["w"], f["X"].T @ (f["a"] * f["pos"])
-            out.update(g=g, h=h, gp=gp, a=f["a"].copy())
+            spos = float(f["a"][f["y"] > 0].sum())
+            out.update(g=g, h=h, gp=gp, spos=spos, sneg=float(f["a"].sum()) - spos)
         else:
             idx = np.array(block["idx"], np.int64)
             if compiled:
                 out["g"], out["h"] = cols_dot_weighted(*f["csc"], idx, f["dl"], f["w"])
             else:
-                cols = wctx.xp.asarray(idx)
+                cols = xp.asarray(idx)
                 out["g"], out["h"] = f["X"][:, cols].T @ f["dl"], f["X2"][:, cols].T @ f["w"]
-            out["w"] = f["w"].copy()
+        return out
+
+    def _direction(self, f: dict[str, Any], block: Payload) -> Payload:
+        """This fragment's step on the block's Newton model (and the gap's dual sum, if asked)."""
+        w = np.ascontiguousarray(to_host(f["w"]), dtype=np.float64)
+        parts = f["csc"] if "csc" in f else f["host"]
+        delta, d0, passes = K.local_newton(
+            *parts, f["unit"], np.array(block["idx"], np.int64), w, np.array(block["g"]),
+            np.array(block["h"]), np.array(block["beta"]), float(block["lam"]), bool(self.intercept),
+            float(block["g0"]), float(block["h0"]), INNER_PASSES, float(block["tol"]),
+            int(block["seed"]))
+        out: Payload = {"d": delta, "d0": float(d0), "passes": float(passes)}
+        if "gap" in block:
+            out["dual"] = dual_sum(to_host(f["a"]), to_host(f["y"]), *map(float, block["gap"]))
         return out
 
     def sync(self, wctx: WorkerContext, fragment: Fragment, update: Payload) -> None:
@@ -391,39 +456,50 @@ def row_terms(xp: Any, m: Any, y: Any) -> dict[str, Any]:
     return {"loss": xp.logaddexp(0.0, -z), "a": a, "dl": -y * a, "w": a * (1.0 - a)}
 
 
-def newton_steps(beta: np.ndarray, g: np.ndarray, h: np.ndarray, lam: float) -> np.ndarray:
-    """Per coordinate, the step minimising ``g d + h d^2 / 2 + lam |beta + d|`` (0 where h <= 0)."""
-    safe = np.where(h > 0, h, 1.0)
-    z = h * beta - g
-    target = np.sign(z) * np.maximum(np.abs(z) - lam, 0.0) / safe
-    return np.where(h > 0, target - beta, 0.0)
+def dual_scale(g_raw: np.ndarray, gp: np.ndarray, s_pos: float, s_neg: float, n: int,
+               lam: float, intercept: bool) -> tuple[float, float]:
+    """The multipliers of the duality gap's dual point, per class: ``alpha_i = s_(y_i) a_i``.
 
-
-def duality_gap(primal: float, g_raw: np.ndarray, gp: np.ndarray, a: np.ndarray, y: np.ndarray,
-                lam: float, intercept: bool) -> float:
-    """Primal minus the dual objective at the dual point built from the residuals.
-
-    With ``a_i = sigmoid(-y_i m_i)`` the dual point is ``u_i = y_i alpha_i / n``,
-    ``alpha = kappa * c_(y_i) * a_i``: ``c_+``, ``c_-`` rescale one class so that
-    ``sum u = 0`` (needed with an unpenalised intercept), ``kappa`` makes
-    ``||X^T u||_inf <= lambda``. The dual objective is ``mean(H(alpha))`` (binary
-    entropy, nats). ``g_raw = X^T dl``; ``gp = X^T (a [y = +1])``.
+    With ``a_i = sigmoid(-y_i m_i)`` the dual point is ``u_i = y_i alpha_i / n``:
+    one class is rescaled so that ``sum u = 0`` (needed with an unpenalised intercept),
+    and both by ``kappa`` so that ``||X^T u||_inf <= lambda``. The dual objective is then
+    ``mean(H(alpha))`` (binary entropy, nats; :func:`dual_sum` over each fragment's rows).
+    ``g_raw = X^T dl``; ``gp = X^T (a [y = +1])``; ``s_pos``, ``s_neg`` the sums of ``a``
+    over each class.
     """
-    n = y.shape[0]
-    pos = y > 0
     if intercept:
-        s_pos, s_neg = float(a[pos].sum()), float(a[~pos].sum())
         c_pos = min(1.0, s_neg / s_pos) if s_pos > 0 else 1.0
         c_neg = min(1.0, s_pos / s_neg) if s_neg > 0 else 1.0
     else:
         c_pos = c_neg = 1.0
     gm = g_raw + gp  # X^T (a [y = -1])
-    v = c_pos * gp - c_neg * gm
-    vmax = float(np.abs(v).max(initial=0.0))
+    vmax = float(np.abs(c_pos * gp - c_neg * gm).max(initial=0.0))
     kappa = min(1.0, n * lam / vmax) if vmax > 0 else 1.0
-    alpha = kappa * np.where(pos, c_pos, c_neg) * a
-    dual = float(np.mean(entr(alpha) + entr(1.0 - alpha)))
-    return max(primal - dual, 0.0)
+    return kappa * c_pos, kappa * c_neg
+
+
+def dual_sum(a: np.ndarray, y: np.ndarray, s_pos: float, s_neg: float) -> float:
+    """``sum_i H(alpha_i)`` over some rows, ``alpha_i = s_(y_i) a_i`` (see :func:`dual_scale`)."""
+    alpha = np.where(y > 0, s_pos, s_neg) * a
+    return float(np.sum(entr(alpha) + entr(1.0 - alpha)))
+
+
+def check_label_counts(facts: dict[int, Payload], bounds: list[tuple[int, int]],
+                       path: str | None) -> None:
+    """The labels the fragments described: -1/+1 or 0/1 (not both), and both classes."""
+    for frag in sorted(facts):
+        fact = facts[frag]
+        if fact["n_bad"]:
+            raise InputError(f"labels must be -1/+1 or 0/1; row {bounds[frag][0] + int(fact['first_bad']) + 1} "
+                             f"has {float(fact['bad_value']):g}", path=path)
+    minus, zero = int(sum_partials(facts, "n_minus")), int(sum_partials(facts, "n_zero"))
+    if minus and zero:
+        raise InputError(f"labels must be -1/+1 or 0/1, not both: {minus} rows have -1 and "
+                         f"{zero} have 0", path=path)
+    n, n_pos = int(sum_partials(facts, "n")), int(sum_partials(facts, "n_pos"))
+    if n_pos in (0, n):
+        raise InputError(f"labels must include both classes; all are {'+1' if n_pos else '-1'}",
+                         path=path)
 
 
 def check_labels(y: np.ndarray, path: str | None = None) -> np.ndarray:

@@ -60,7 +60,9 @@ def test_matches_liblinear_objective(problem, intercept):
     assert result.summary["objective"] == pytest.approx(ours, rel=1e-9)  # reported == recomputed
     assert result.summary["nnz"] == np.count_nonzero(result.model["coef"])
     margin = X @ result.model["coef"] + result.model["intercept"][0]
-    assert result.summary["accuracy"] == pytest.approx(np.mean(np.where(margin > 0, 1, -1) == y))
+    # (the workers count on margins they updated step by step: a row at margin ~0 may differ)
+    tie = np.mean(np.abs(margin) < 1e-9)
+    assert abs(result.summary["accuracy"] - np.mean(np.where(margin > 0, 1, -1) == y)) <= tie + 1e-12
     if not intercept:
         assert result.model["intercept"][0] == 0.0
 
