@@ -250,6 +250,10 @@ class SMPProgram:
     #: default data fragments per worker (``--fragments`` overrides); more fragments
     #: balance finer, fewer make fatter rounds
     fragments_per_worker: int = 4
+    #: rounds ``schedule`` may dispatch ahead of the last commit even without
+    #: ``--pipeline-depth`` (the larger of the two applies): for a program whose
+    #: ``schedule`` returns None whenever a round ahead would not be safe
+    pipeline_depth: int = 0
     #: True when the worker methods run on ``wctx.xp`` (numpy or cupy), so GPU workers
     #: actually compute on the GPU; runs refuse GPU devices for programs without it
     gpu: bool = False

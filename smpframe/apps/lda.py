@@ -10,8 +10,8 @@ Layout
   cuts them into fragments of about equal token counts, one per worker by default.
   A fragment keeps its tokens, their topics ``z`` and its doc-topic counts ``ndk``:
   the per-token state lives on the workers only, never on the scheduler.
-* **Words** are split into ``B >= F`` blocks holding about the same number of
-  tokens each (greedy longest-processing-time assignment). Sub-iteration ``s``
+* **Words** are split into ``B >= F`` blocks (default ``2F``) holding about the same
+  number of tokens each (greedy longest-processing-time assignment). Sub-iteration ``s``
   gives fragment ``f`` block ``(c f + s) mod B`` with stride ``c = B // F``, so a
   word-topic row is owned by exactly one fragment at a time and every fragment
   samples with exact, current word-topic counts. ``B`` sub-iterations (rounds) make
@@ -40,11 +40,12 @@ block's rows to hand on unchanged to the fragment that gets the block next (so t
 scheduler never rebuilds them). The update only names the committed round: nothing
 per token goes back to the workers.
 
-With ``c >= 2`` (``--blocks`` at least twice the fragments), consecutive rounds use
-disjoint blocks, so with ``--pipeline-depth 1`` round ``s + 1`` is dispatched while
-round ``s`` samples (its rows come from round ``s - 1``, committed): the workers do not
-wait for a commit. The price is one more round of staleness in ``n_k`` only; the
-word-topic rows stay exact.
+With ``c >= 2`` (the default ``B = 2F``), consecutive rounds use disjoint blocks, so
+round ``s + 1`` is dispatched while round ``s`` samples (``pipeline_depth = 1``: its
+rows come from round ``s - 1``, committed): the workers do not wait for a commit. The
+price is one more round of staleness in ``n_k`` only (round ``s + 1`` starts from the
+totals committed by round ``s - 1``); the word-topic rows stay exact. ``B = F`` gives
+the unpipelined rotation.
 
 Start and recovery
 ------------------
@@ -308,7 +309,8 @@ class LDA(SMPProgram):
     iterations : int
         Gibbs sweeps over all tokens.
     blocks : int, optional
-        Vocabulary blocks (default: the number of fragments).
+        Vocabulary blocks (default: twice the number of fragments, so that the next
+        round is dispatched while one samples; the number of fragments: no overlap).
     ll_every : int
         Compute the log-likelihood every N iterations (and at the end).
     top_words : int
@@ -334,6 +336,9 @@ class LDA(SMPProgram):
     # One iteration takes at least one round per fragment (each fragment must meet
     # every vocabulary block): one fragment per worker gives fewer, larger rounds.
     fragments_per_worker = 1
+    # With the default blocks (twice the fragments) consecutive rounds use disjoint
+    # blocks: schedule dispatches the next one while one samples (None when unsafe).
+    pipeline_depth = 1
     reads_splits = True
     cli_flags = {"fmt": "--format", "policy": "--schedule"}
 
@@ -416,7 +421,7 @@ class LDA(SMPProgram):
         p = self.params
         K = int(p["topics"])
         F = ctx.n_fragments
-        B = 1 if self._data_parallel else int(p["blocks"]) if p["blocks"] is not None else F
+        B = 1 if self._data_parallel else int(p["blocks"]) if p["blocks"] is not None else 2 * F
         if B < F and not self._data_parallel:
             raise InputError(f"--blocks ({B}) must be at least the number of fragments ({F})")
         facts = [ctx.facts[f] for f in range(F)]
@@ -437,14 +442,19 @@ class LDA(SMPProgram):
         ctx.cache.update(word_block=word_block,
                          block_words=[np.flatnonzero(word_block == b).astype(np.int32)
                                       for b in range(B)],
-                         block_rows={}, model_rows={},
+                         model_rows={},
                          dispatched={}, ndk=None, n_tokens=N, n_blocks=B, vocab=list(vocab),
                          zpos=zpos)
         seed = int(ctx.rng.integers(0, 2**31 - 1))
         # z: every token's topic as of the last commit, in the workers' layout (z_layout:
         # blocks and fragments it was laid out for; empty until the first count round)
+        # nk_prev: the totals a commit before (what a round dispatched one ahead starts from);
+        # rows{b}: block b's rows as the last fragment returned them (empty: rebuild from nwk)
         ctx.model.update(nwk=np.zeros((V, K), np.int32), nk=np.zeros(K, np.int64),
-                         z=np.zeros(N, _wire_topics_dtype(K)))
+                         nk_prev=np.zeros(K, np.int64), z=np.zeros(N, _wire_topics_dtype(K)))
+        for b in range(B):
+            self._keep_rows(ctx.model, b, (np.zeros(0, np.int32), np.zeros(0, _wire_topics_dtype(K)),
+                                           np.zeros(0, np.int32)))
         ctx.state.update(step=0, iteration=0, n_blocks=B, seed=seed, counted=False, ll=None,
                          ll_history=[], seconds=0.0, z_layout=[])
 
@@ -489,6 +499,8 @@ class LDA(SMPProgram):
         seeds = np.random.SeedSequence([int(st["seed"]), step]).generate_state(
             ctx.n_fragments, np.uint64) >> np.uint64(1)
         nwk, nk = ctx.model["nwk"], ctx.model["nk"]
+        if self._pipelined(ctx) and step == st["step"]:
+            nk = ctx.model["nk_prev"]  # as if dispatched one ahead: the chain ignores timing
         wire = _wire_topics_dtype(nk.size)
         if self._data_parallel:  # the whole vocabulary, as committed, to every fragment
             lengths, topics, counts = sparse_rows(nwk, cache["block_words"][0])
@@ -498,10 +510,11 @@ class LDA(SMPProgram):
         plan = PerFragment()
         for f, b in enumerate(blocks):
             b = int(b)
-            rows = cache["block_rows"].get(b)
-            if rows is None:  # not sampled since the last count (or a resume): read the model
+            rows = self._rows(ctx, b)
+            if rows is None:  # not sampled since the last count: read the counts
                 lengths, topics, counts = sparse_rows(nwk, cache["block_words"][b])
-                rows = cache["block_rows"][b] = (lengths, topics.astype(wire), counts)
+                rows = (lengths, topics.astype(wire), counts)
+                self._keep_rows(ctx.model, b, rows)
             cache["dispatched"][b] = step
             plan[f] = {"step": step, "b": b, "seed": int(seeds[f]), "ll": bool(want_ll),
                        "ndk": final, "rl": rows[0], "rt": rows[1], "rc": rows[2], "nk": nk}
@@ -580,17 +593,17 @@ class LDA(SMPProgram):
                 lk.add_pairs(nwk, cache["block_words"][0][_int32(part["dr"])], _int32(part["dt"]),
                              _int32(part["dc"]))
             else:
-                self._commit_rows(cache, nwk, b, part)
+                self._commit_rows(ctx, b, part)
             model["z"][cache["zpos"][f, b]:cache["zpos"][f, b + 1]] = part["z"]
             dnk += part["dnk"]
             committed.append(int(f))
+        model["nk_prev"][:] = nk
         nk += dnk
         if (nk < 0).any() or self._data_parallel and (nwk < 0).any():
             raise ValueError("LDA counts went negative: inconsistent partials")
         if fresh:
             st["counted"] = False
-            cache["block_rows"].clear()
-            cache["model_rows"].clear()
+            self._forget_rows(ctx)
         elif p["check_counts"]:
             self._check(ctx, partials, step)
         st["step"] = step + 1
@@ -631,8 +644,8 @@ class LDA(SMPProgram):
         if int(model["nk"].sum()) != cache["n_tokens"]:
             raise ValueError(f"the fragments hold {int(model['nk'].sum())} tokens, not "
                              f"{cache['n_tokens']}")
-        cache["block_rows"].clear()
-        cache["model_rows"].clear()
+        model["nk_prev"][:] = model["nk"]
+        self._forget_rows(ctx)
         cache["ndk"] = np.concatenate([partials[f]["ndk"] for f in sorted(partials)])
         zpos = cache["zpos"]
         for f, part in partials.items():
@@ -647,18 +660,42 @@ class LDA(SMPProgram):
             ctx.stop(converged=True)
         return {"step": -1, "frags": sorted(int(f) for f in partials)}
 
+    def _pipelined(self, ctx: SchedulerContext) -> bool:
+        """Whether rounds go out one ahead (then every round starts from the totals of the
+        commit before the last: the same chain however the rounds are timed)."""
+        return not (self._data_parallel or self.check_counts) and self._stride(ctx) >= 2
+
     @staticmethod
-    def _commit_rows(cache: dict[str, Any], nwk: np.ndarray, b: int, part: Payload) -> None:
+    def _keep_rows(model: dict[str, np.ndarray], b: int, rows: tuple) -> None:
+        model[f"rows{b}_len"], model[f"rows{b}_topic"], model[f"rows{b}_count"] = rows
+
+    def _rows(self, ctx: SchedulerContext, b: int) -> tuple | None:
+        """Block b's rows as last returned (in the sampler's topic order, which a resume
+        keeps), or None when they are to be rebuilt from nwk."""
+        m = ctx.model
+        if m[f"rows{b}_len"].size != ctx.cache["block_words"][b].size or not m[f"rows{b}_len"].size:
+            return None
+        return m[f"rows{b}_len"], m[f"rows{b}_topic"], m[f"rows{b}_count"]
+
+    def _forget_rows(self, ctx: SchedulerContext) -> None:
+        """After a count: every block's rows are rebuilt from the new counts."""
+        ctx.cache["model_rows"].clear()
+        for b in range(int(ctx.cache["n_blocks"])):
+            self._keep_rows(ctx.model, b, (ctx.model[f"rows{b}_len"][:0], ctx.model[f"rows{b}_topic"][:0],
+                                           ctx.model[f"rows{b}_count"][:0]))
+
+    def _commit_rows(self, ctx: SchedulerContext, b: int, part: Payload) -> None:
         """Rotation: write a block's returned rows into the model, and keep them as the
         next round's input for that block (so the scheduler never rebuilds them)."""
+        cache, nwk = ctx.cache, ctx.model["nwk"]
         rows = _int32(part["rl"]), _int32(part["rt"]), _int32(part["rc"])
-        old = cache["model_rows"].get(b)  # what the model holds for the block, if known
+        old = cache["model_rows"].get(b)  # what nwk holds for the block, if known
         if old is None:
             scatter_rows(nwk, cache["block_words"][b], *rows)
         else:
             replace_rows(nwk, cache["block_words"][b], old[0], old[1], *rows)
         cache["model_rows"][b] = rows
-        cache["block_rows"][b] = (part["rl"], part["rt"], part["rc"])
+        self._keep_rows(ctx.model, b, (part["rl"], part["rt"], part["rc"]))
 
     def _check(self, ctx: SchedulerContext, partials: dict[int, Payload], step: int) -> None:
         """Debug (``check_counts``): the model's counts are the sum of the fragments'."""

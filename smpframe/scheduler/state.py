@@ -471,8 +471,9 @@ class SchedulerState:
         out += self._redispatch(now)
         if not self.inflight:
             self._reassign(now)
-        pause = self.config.pipeline_depth > 0 and self._wants_rebalance(now)
-        while not pause and len(self.inflight) <= self.config.pipeline_depth \
+        depth = max(self.config.pipeline_depth, self.program.pipeline_depth)
+        pause = depth > 0 and self._wants_rebalance(now)
+        while not pause and len(self.inflight) <= depth \
                 and not self.ctx.stop_requested:
             if self.config.max_rounds is not None and self.next_round >= self.config.max_rounds:
                 break

@@ -56,6 +56,7 @@ class Driver:
         program.init(self.ctx)
         program.warm_up("scheduler", np)
         self.workers = [self._worker()]
+        self.flight: list[tuple] = []  # dispatched, pushed, not committed
         for f in range(self.ctx.n_fragments):
             self._load(self.workers[0], f)
 
@@ -83,15 +84,22 @@ class Driver:
 
     def round(self, redo: bool = False, move: tuple[int, ...] = (),
               move_after: tuple[int, ...] = ()) -> bool:
-        block = self.program.schedule(self.ctx)
-        if block is None:
-            return False
-        self.ctx.inflight.append(block)  # dispatched
-        tasks = dict(block) if isinstance(block, PerFragment) else \
-            dict.fromkeys(range(self.ctx.n_fragments), block)  # a broadcast block
-        partials = {f: self._push(f, task) for f, task in tasks.items()}
-        if redo:
+        """Dispatch (and push) rounds up to the program's pipeline depth, as the runtime
+        does, then commit the oldest one."""
+        while len(self.flight) <= self.program.pipeline_depth:
+            block = self.program.schedule(self.ctx)
+            if block is None:
+                break
+            self.ctx.inflight.append(block)  # dispatched
+            tasks = dict(block) if isinstance(block, PerFragment) else \
+                dict.fromkeys(range(self.ctx.n_fragments), block)  # a broadcast block
             partials = {f: self._push(f, task) for f, task in tasks.items()}
+            if redo:
+                partials = {f: self._push(f, task) for f, task in tasks.items()}
+            self.flight.append((block, partials))
+        if not self.flight:
+            return False
+        block, partials = self.flight.pop(0)
         for f in move:  # accepted partial, then the fragment moves before the commit
             self.holder(f).fragments.pop(f)
             fresh = self._worker()
@@ -110,6 +118,8 @@ class Driver:
             fresh = self._worker()
             self._load(fresh, f)
             self.workers.append(fresh)
+        if self.ctx.stop_requested:
+            self.flight.clear()
         return True
 
     def run(self, **fault) -> tuple[dict, dict]:
@@ -158,7 +168,7 @@ def test_cluster_recovers_known_topics_with_counts_checked_every_round(small):
     result = run_local(program, data=corpus, workers=2, quiet=True, fragments=8, **SAFE)
     s, m = result.summary, result.model
     assert s["iterations"] == 40 and s["converged"]
-    assert s["fragments"] == 8 and s["blocks"] == 8 and s["rounds"] == 40 * 8 + 1  # + the count
+    assert s["fragments"] == 8 and s["blocks"] == 16 and s["rounds"] == 40 * 16 + 1  # + the count
     assert s["tokens"] == corpus.words.size and s["topics"] == 5
     assert matched_cosines(m["topic_word"], phi).min() >= 0.9
     np.testing.assert_allclose(m["topic_word"].sum(axis=1), 1.0)
@@ -173,7 +183,8 @@ def test_cluster_recovers_known_topics_with_counts_checked_every_round(small):
     assert s["tokens_per_second"] > 0
     np.testing.assert_array_equal(corpus.words, words_before)  # the caller's data is untouched
     # the chain depends only on the seed and the fragments, not on processes or timing
-    _, same = Driver(LDA(topics=5, alpha=0.1, beta=0.05, iterations=40), corpus,
+    # (the count check keeps one round in flight, so the driver checks counts too)
+    _, same = Driver(LDA(topics=5, alpha=0.1, beta=0.05, iterations=40, check_counts=True), corpus,
                      n_fragments=8).run()
     np.testing.assert_array_equal(m["nwk"], same["nwk"])
     np.testing.assert_array_equal(m["ndk"], same["ndk"])
@@ -218,6 +229,37 @@ def test_worker_killed_mid_run_counts_stay_exact(small):
     assert within_spread(s["ll_per_token"], final_lls(corpus, 12, range(4), **params))
 
 
+def test_cluster_dispatches_the_next_round_while_one_samples(small):
+    """Default blocks (2 per fragment): round s + 1 goes out when round s - 1 commits, with
+    the totals committed by then, whatever the timing: the same chain as the in-process
+    driver dispatching one round ahead, and not the unpipelined one."""
+    corpus = small[0]
+    params = dict(topics=5, alpha=0.1, beta=0.05, iterations=8)
+    result = run_local(LDA(**params), data=corpus, workers=2, quiet=True, **SAFE)
+    assert result.summary["blocks"] == 4 and result.summary["rounds"] == 8 * 4 + 1
+    _, ahead = Driver(LDA(**params), corpus, n_fragments=2).run()
+    np.testing.assert_array_equal(result.model["nwk"], ahead["nwk"])
+    _, unpipelined = Driver(LDA(**params, check_counts=True), corpus, n_fragments=2).run()
+    assert not np.array_equal(result.model["nwk"], unpipelined["nwk"])
+
+
+@pytest.mark.parametrize("cut", [3, 6])
+def test_resume_continues_the_identical_chain(small, tmp_path, cut):
+    """A checkpoint holds the topics, each block's rows in the sampler's order and the
+    totals the next round starts from: a resumed run ends exactly where an uninterrupted
+    one does (cut with a round in flight or not)."""
+    corpus = small[0]
+    make = lambda: LDA(topics=5, alpha=0.1, beta=0.05, iterations=4)  # noqa: E731
+    whole = run_local(make(), data=corpus, workers=2, quiet=True, **SAFE)
+    run_local(make(), data=corpus, workers=2, quiet=True, output=str(tmp_path / "a"),
+              max_rounds=cut, checkpoint_every="1", **SAFE)
+    resumed = run_local(make(), data=corpus, workers=2, quiet=True, output=str(tmp_path / "b"),
+                        resume=str(tmp_path / "a"), **SAFE)
+    assert resumed.summary["rounds"] == whole.summary["rounds"] == 4 * 4 + 1
+    np.testing.assert_array_equal(resumed.model["nwk"], whole.model["nwk"])
+    np.testing.assert_array_equal(resumed.model["ndk"], whole.model["ndk"])
+
+
 # ---- count consistency and exactness, in process ----------------------------------------
 
 def test_counts_consistent_after_every_sub_iteration(small):
@@ -226,18 +268,18 @@ def test_counts_consistent_after_every_sub_iteration(small):
     while driver.round():
         rounds += 1
         driver.assert_consistent()
-    assert rounds == 4 * 3 + 1  # the first round counts the initial topics
+    assert rounds == 4 * 6 + 1  # the first round counts the initial topics
 
 
 def test_redone_rounds_give_the_same_chain(small):
     corpus = small[0]
     clean = Driver(LDA(topics=5, iterations=3), corpus, n_fragments=3)
     clean.run()
-    faulty = Driver(LDA(topics=5, iterations=3, check_counts=True), corpus, n_fragments=3)
+    faulty = Driver(LDA(topics=5, iterations=3), corpus, n_fragments=3)  # pipelined, as clean
     step = 0
     while faulty.round(redo=step % 2 == 1):
         step += 1
-        faulty.assert_consistent()
+    faulty.assert_consistent()
     np.testing.assert_array_equal(faulty.ctx.model["nwk"], clean.ctx.model["nwk"])
     for a, b in zip(faulty.states(), clean.states()):
         np.testing.assert_array_equal(a["z"], b["z"])
@@ -247,7 +289,7 @@ def test_fragments_moved_between_rounds_give_the_same_chain(small):
     """A fragment rebuilt elsewhere between rounds gets its committed topics back from
     the scheduler's model: no recount, and the chain an undisturbed run draws."""
     corpus = small[0]
-    clean = Driver(LDA(topics=5, iterations=3), corpus, n_fragments=3)
+    clean = Driver(LDA(topics=5, iterations=3, check_counts=True), corpus, n_fragments=3)
     clean.run()
     moved = Driver(LDA(topics=5, iterations=3, check_counts=True), corpus, n_fragments=3)
     faults = [{}, {"move_after": (1,)}, {"redo": True, "move_after": (0, 2)}, {}]
@@ -255,7 +297,7 @@ def test_fragments_moved_between_rounds_give_the_same_chain(small):
     while moved.round(**faults[min(step, len(faults) - 1)]):
         step += 1
         moved.assert_consistent()
-    assert moved.ctx.round == clean.ctx.round == 3 * 3 + 1
+    assert moved.ctx.round == clean.ctx.round == 3 * 6 + 1
     np.testing.assert_array_equal(moved.ctx.model["nwk"], clean.ctx.model["nwk"])
     np.testing.assert_array_equal(moved.ctx.model["z"], clean.ctx.model["z"])
 
@@ -271,7 +313,7 @@ def test_fragments_moved_before_their_commit_are_recounted(small):
     while driver.round(**faults[min(step, len(faults) - 1)]):
         step += 1
     driver.assert_consistent()
-    assert driver.ctx.round == 4 * 3 + 1 + 2  # the first count, and one after each move
+    assert driver.ctx.round == 4 * 6 + 1 + 2  # the first count, and one after each move
     history = dict(driver.ctx.state["ll_history"])
     assert history[4] > history[0] + 0.5
     assert driver.program.result(driver.ctx)[0]["ll_per_token"] == pytest.approx(
