@@ -53,7 +53,7 @@ def run_on_a_terminal(*args: str, timeout: float = TIMEOUT) -> tuple[int, str, s
 
 
 @pytest.mark.parametrize("args, total", [
-    (["mf", "--epochs", "150"], 150),  # the program's expected_rounds (epochs)
+    (["mf", "--epochs", "150", "--mode", "epoch"], 150),  # the program's expected_rounds (epochs)
     (["lasso", "--tol", "0", "--max-rounds", "300"], 300),  # --max-rounds
 ])
 def test_a_terminal_gets_a_live_bar_with_rate_and_eta(args, total):
@@ -77,7 +77,7 @@ def test_a_terminal_without_a_known_total_gets_a_counter():
 
 
 def test_elsewhere_plain_lines_and_never_a_line_of_zeros():
-    proc = run_cli("run", "mf", "--epochs", "150")
+    proc = run_cli("run", "mf", "--epochs", "150", "--mode", "epoch")
     assert proc.returncode == 0, proc.stderr
     lines = proc.stderr.splitlines()
     assert "\r" not in proc.stderr and "%|" not in proc.stderr
@@ -88,7 +88,7 @@ def test_elsewhere_plain_lines_and_never_a_line_of_zeros():
 
 
 def test_quiet_shows_nothing_and_metrics_still_record(tmp_path):
-    proc = run_cli("run", "mf", "--epochs", "20", "--quiet", "--output", str(tmp_path))
+    proc = run_cli("run", "mf", "--epochs", "20", "--mode", "epoch", "--quiet", "--output", str(tmp_path))
     assert proc.returncode == 0 and proc.stderr == ""
     lines = [json.loads(s) for s in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert lines and all(m["round"] >= 1 and m["elapsed"] > 0 for m in lines)
