@@ -380,8 +380,35 @@ def _split_lines(split: dict) -> tuple[bytes, int]:
 
 
 def _is_last(split: dict) -> bool:
-    import os
-    return split["stop"] >= os.stat(split["path"]).st_size
+    """Whether the split ends the file (then it owns what trails its last document)."""
+    from smpframe.data.splits import _size
+    size = _size(split["path"])
+    return split["start"] < size <= split["stop"]
+
+
+def _rest_is_blank(path: str, offset: int) -> bool:
+    """Whether the file holds only whitespace from ``offset`` on (blank lines at the end of
+    a file are not documents, as :func:`load_ldac` and :func:`load_text` read it)."""
+    from smpframe.data.splits import open_binary
+
+    with open_binary(path) as fh:
+        fh.seek(offset)
+        while True:
+            chunk = fh.read(4096)
+            if not chunk:
+                return True
+            if chunk.strip():
+                return False
+
+
+def _documents(data: bytes, path: str, begin: int) -> bytes | None:
+    """A split's lines, one document a line, without the final newline, and without the
+    blank lines that end the file (None: no document)."""
+    if not data:
+        return None
+    if data.rstrip() != data and _rest_is_blank(path, begin + len(data)):
+        return data.rstrip() or None
+    return data[:-1] if data.endswith(b"\n") else data
 
 
 def _csr(docs: np.ndarray, words: np.ndarray, counts: np.ndarray, n_docs: int, width: int):
@@ -475,9 +502,8 @@ def _read_ldac_split(split: dict) -> tuple[dict, dict]:
     """An LDA-C split: the lines (documents) starting in its byte range."""
     path, opts = split["path"], split["options"]
     data, begin = _split_lines(split)
-    last = _is_last(split)
-    text = data.rstrip() if last else data[:-1] if data.endswith(b"\n") else data
-    if not data or last and not text:
+    text = _documents(data, path, begin)
+    if text is None:
         docs = words = counts = np.zeros(0, np.int64)
         n_lines = 0
     else:
@@ -497,9 +523,8 @@ def _read_text_split(split: dict) -> tuple[dict, dict]:
     """A plain-text split: its lines (documents), word ids local to the split (in order of
     first appearance) until :func:`_text_layout` merges the splits' vocabularies."""
     data, begin = _split_lines(split)
-    text = data.decode("utf-8")
-    text = text.rstrip() if _is_last(split) else text[:-1] if text.endswith("\n") else text
-    lines = text.split("\n") if data and (text or not _is_last(split)) else []
+    raw = _documents(data, split["path"], begin)
+    lines = [] if raw is None else raw.decode("utf-8").split("\n")
     stop = STOP_WORDS if split["options"].get("stopwords", True) else frozenset()
     index: dict[str, int] = {}
     ids: list[int] = []

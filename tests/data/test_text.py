@@ -167,3 +167,118 @@ def test_load_corpus_options(tmp_path):
         load_corpus(path, "xml")
     with raises_at(tmp_path / "missing.txt", None, "file not found"):
         load_corpus(tmp_path / "missing.txt")
+
+
+# ---- splits: each worker reads its own part of a corpus file -------------------------------
+
+def read_in_splits(path, fmt: str, cuts: list[int], **kw):
+    """The corpus read as the workers do: byte ranges [cuts[i], cuts[i+1]), facts combined,
+    each split finished under the file's layout; returns (X of every split stacked, layout)."""
+    import scipy.sparse as sp
+
+    from smpframe.data import splits
+    from smpframe.data.text import corpus_splits
+
+    split, _ = corpus_splits(path, fmt, None, True, **kw)
+    parts = [{"reader": split.reader, "path": split.path, "start": a, "stop": b,
+              "options": split.options} for a, b in zip(cuts[:-1], cuts[1:])]
+    read = [splits.read(part) for part in parts]
+    plan = splits.layout(split.reader, [facts for _, facts in read], split.path)
+    done = [splits.finish(part, rows, plan)["X"] for part, (rows, _) in zip(parts, read)]
+    return sp.vstack(done, format="csr"), plan
+
+
+def whole_counts(corpus: Corpus) -> np.ndarray:
+    from smpframe.data.text import corpus_dataset
+    return corpus_dataset(corpus).rows["X"].toarray()
+
+
+def every_cut(path, n: int = 3, seed: int = 0) -> list[list[int]]:
+    """Random byte cuts into n splits, plus cuts at every byte for 2 splits."""
+    size = path.stat().st_size
+    rng = np.random.default_rng(seed)
+    cuts = [[0, c, size] for c in range(size + 1)]
+    cuts += [[0, *sorted(rng.integers(0, size + 1, n - 1).tolist()), size] for _ in range(50)]
+    return cuts
+
+
+def test_uci_splits_by_documents_cover_every_document_once(tmp_path):
+    """Entries grouped by document (as UCI files are): wherever the byte cuts fall, each
+    document is read by exactly one split, empty documents (2, 5 and the last two) too."""
+    body = "1 2 2\n1 4 1\n3 1 1\n3 3 3\n3 4 1\n4 2 1\n6 1 5\n6 2 1\n"
+    path = write(tmp_path, "docword.t.txt", f"8\n4\n{body.count(chr(10))}\n{body}")
+    want = whole_counts(load_uci_bow(path))
+    assert want.shape == (8, 4)
+    for cuts in every_cut(path):
+        X, plan = read_in_splits(path, "uci", cuts)
+        assert plan["n_words"] == 4
+        np.testing.assert_array_equal(X.toarray(), want, err_msg=str(cuts))
+
+
+def test_uci_split_errors_name_the_file_line(tmp_path):
+    path = write(tmp_path, "docword.t.txt", "3\n4\n3\n1 2 2\n2 1 1\n1 4 1\n")
+    with raises_at(path, 6, "document ids decrease"):
+        read_in_splits(path, "uci", [0, path.stat().st_size])
+    size = path.stat().st_size
+    bad = write(tmp_path, "docword.u.txt", "3\n4\n3\n1 2 2\n2 x 1\n3 4 1\n")
+    for cut in range(size):
+        with raises_at(bad, 5, "word id"):
+            read_in_splits(bad, "uci", [0, cut, size])
+    short = write(tmp_path, "docword.v.txt", "3\n4\n4\n1 2 2\n2 1 1\n3 4 1\n")
+    with raises_at(short, 3, "NNZ=4"):
+        read_in_splits(short, "uci", [0, 12, short.stat().st_size])
+
+
+def test_ldac_splits_are_lines_with_blank_documents_kept(tmp_path):
+    path = write(tmp_path, "c.dat", "2 0:1 3:2\n0\n\n1 1:1\n2 2:1 0:4\n\n\n")
+    want = whole_counts(load_ldac(path))
+    assert want.shape == (5, 4)  # trailing blank lines are not documents, inner ones are
+    for cuts in every_cut(path):
+        X, plan = read_in_splits(path, "ldac", cuts)
+        np.testing.assert_array_equal(X.toarray(), want, err_msg=str(cuts))
+
+
+def test_ldac_split_errors_name_the_file_line(tmp_path):
+    path = write(tmp_path, "c.dat", "2 0:1 3:2\n1 1:1\n2 2:x 0:4\n")
+    size = path.stat().st_size
+    for cut in range(size):
+        with raises_at(path, 3, "id:count"):
+            read_in_splits(path, "ldac", [0, cut, size])
+    write(tmp_path, "vocab.txt", "a\nb\nc\n")
+    big = write(tmp_path, "d.dat", "1 0:1\n1 1:1\n1 3:1\n")
+    with raises_at(big, 3, "out of range"):
+        read_in_splits(big, "ldac", [0, 6, big.stat().st_size])
+
+
+def test_text_splits_merge_their_vocabularies_in_file_order(tmp_path):
+    text = "Apples and pears\n\nthe pears, the plums\nplums apples figs\n\n"
+    path = write(tmp_path, "docs.txt", text)
+    whole = load_text(path)
+    want = whole_counts(whole)
+    for cuts in every_cut(path):
+        X, plan = read_in_splits(path, "text", cuts)
+        assert plan["vocab"] == whole.vocab, cuts
+        np.testing.assert_array_equal(X.toarray(), want, err_msg=str(cuts))
+
+
+def test_lda_runs_on_splits_its_workers_read(tmp_path):
+    """A file given to the app is read by the workers (the scheduler holds word counts and
+    topics, never the documents); --read-on scheduler reads it here, the same corpus."""
+    from smpframe import run_local
+    from smpframe.apps.lda import LDA
+    from smpframe.data.synthetic_corpus import make_corpus
+
+    corpus = make_corpus(n_docs=800, n_words=50, n_topics=3, doc_length=20, seed=2)[0]
+    lines = [" ".join(f"w{corpus.words[i]}" for i in range(corpus.doc_ptr[d], corpus.doc_ptr[d + 1]))
+             for d in range(corpus.n_docs)]
+    path = write(tmp_path, "docs.txt", "\n".join(lines) + "\n")
+    runs = {where: run_local(LDA(topics=3, iterations=5, fmt="text"), data=str(path), workers=2,
+                             quiet=True, read_on=where, time_limit=30.0)
+            for where in ("workers", "scheduler")}
+    for where, result in runs.items():
+        s = result.summary
+        assert s["read_on"] == where and s["fragments"] == 2
+        assert s["tokens"] == corpus.words.size and s["documents"] == corpus.n_docs
+        assert s["vocabulary"] == len(set(corpus.words.tolist()))
+        assert all(w.startswith("w") for topic in s["top_words"] for w in topic)
+        np.testing.assert_array_equal(result.model["ndk"].sum(axis=1), np.diff(corpus.doc_ptr))
