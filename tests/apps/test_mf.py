@@ -1,6 +1,6 @@
 """Matrix factorisation through a real 2-worker local cluster.
 
-Checks: the objective never rises from epoch to epoch (both schedules); on a tiny
+Checks: the objective never rises from epoch to epoch (every schedule); on a tiny
 fully observed matrix the run reaches the optimum of an independent dense solve;
 test RMSE, unseen-id fall-back and string ids through the CLI and model.npz; a bad
 ratings file is one line and exit status 2.
