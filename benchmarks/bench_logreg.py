@@ -30,7 +30,7 @@ from smpframe import run_local
 from smpframe.apps.logreg import LogReg
 from smpframe.data.synthetic import make_text_classification
 
-SMPFRAME_LADDER = [1e-3, 1e-4, 1e-5, 1e-6, 1e-7]
+SMPFRAME_LADDER = [1e-2, 1e-3, 1e-4, 1e-5, 1e-6]
 LIBLINEAR_LADDER = [1e-2, 1e-3, 1e-4, 1e-5, 1e-6]
 
 

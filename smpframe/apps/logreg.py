@@ -22,8 +22,8 @@ from smpframe.apps.l1 import L1Regression
 from smpframe.apps.sparse_ops import cols_dot_weighted, csc_parts
 from smpframe.arrays import compiled_kernels, sparse_module, to_host
 from smpframe.errors import InputError
-from smpframe.api import (Dataset, Fragment, Payload, SchedulerContext, Splits, WorkerContext,
-                          expect_array, sum_partials)
+from smpframe.api import (Dataset, Fragment, Payload, PerFragment, SchedulerContext, Splits,
+                          WorkerContext, expect_array, sum_partials)
 
 #: Armijo constant: a step must achieve this fraction of the decrease its model predicts
 SIGMA = 0.01
@@ -99,6 +99,9 @@ class LogReg(L1Regression):
 
     # the baselines' block, and the most columns a direction round moves
     default_block_size = 4096
+    # a fragment's inner solve estimates the Hessian's cross terms from its own rows: one
+    # fragment per worker gives each the most rows (and the fewest inner solves a round)
+    fragments_per_worker = 1
     synthetic_kind = "classification"
 
     # ---- scheduler ------------------------------------------------------------------
@@ -130,14 +133,29 @@ class LogReg(L1Regression):
         ctx.cache = {"n": n, "rows": np.array([b - a for a, b in ctx.bounds], np.float64)}
         ctx.model.update(coef=np.zeros(d), intercept=np.array([b0]), active=np.ones(d, np.int8),
                          grad=np.zeros(d), hdiag=np.zeros(d), viol=np.zeros(d),
-                         p_idx=np.zeros(0, np.int64), p_delta=np.zeros(0), p_beta=np.zeros(0))
+                         work=np.zeros(0, np.int64), p_idx=np.zeros(0, np.int64),
+                         p_delta=np.zeros(0), p_beta=np.zeros(0))
         accuracy = share if b0 > 0 else 1.0 - share  # every row predicted as the majority
         ctx.state.update(lam=lam, lam_max=lam_max, objective=loss0, next="full", pending=None,
                          g0=0.0, h0=0.0, gmax=None, gnorm=None, gnorm_full=None, gnorm_init=None,
                          inner_eps=1.0, gap=None, gap_scale=None, full_primal=None,
-                         last_full=None, change=None, stopped_by=None, rejected=0, steps=0,
+                         last_full=loss0, change=None, stopped_by=None, rejected=0, steps=0,
                          stalled=False, accuracy=accuracy)
         ctx.report(objective=loss0, lam=lam)
+        # the first gradient from the facts (every row has the same a0 and w0 = a0 (1 - a0)):
+        # the run starts with a direction round, not a full one
+        w0 = a_pos * (1.0 - a_pos)
+        start = {"g": a_neg * xneg - a_pos * xpos, "h": w0 * sum_partials(facts, "col_sq"),
+                 "sdl": a_neg * (n - n_pos) - a_pos * n_pos, "sw": w0 * n}
+        gnorm = ctx.state["gnorm"] = self._take_gradient(ctx, np.arange(d), start, True)
+        if self.policy == "priority":
+            self._keep_local(ctx, np.arange(d), {
+                f: (a_neg * fact["xneg"] - a_pos * fact["xpos"],
+                    a_neg * (fact["n"] - fact["n_pos"]) - a_pos * fact["n_pos"])
+                for f, fact in facts.items()})
+        ctx.state.update(gnorm_full=gnorm, gnorm_init=max(gnorm, 1e-300))
+        if gnorm > 0.0:
+            self._plan(ctx, gnorm, True)
 
     def warm_up(self, role: str, xp: Any) -> None:
         if role == "worker":
@@ -151,24 +169,34 @@ class LogReg(L1Regression):
             return {"kind": "full"}
         if st["next"] == "grad":
             return {"kind": "grad", "idx": np.flatnonzero(m["active"]).astype(np.int64)}
-        idx = m["p_idx"]
-        block: Payload = {"kind": "dir", "idx": idx, "g": m["grad"][idx], "h": m["hdiag"][idx],
+        idx = m["work"]
+        block: Payload = {"kind": st["next"], "idx": idx, "g": m["grad"][idx], "h": m["hdiag"][idx],
                           "beta": m["coef"][idx], "lam": st["lam"], "g0": st["g0"], "h0": st["h0"],
                           "tol": min(st["inner_eps"] * st["gnorm_init"], INNER_FORCING * st["gnorm"]),
                           "seed": ctx.round}
         if st["gap_scale"] is not None:
             block["gap"] = np.array(st["gap_scale"])
-        return block
+        if st["next"] == "dir":
+            return block
+        local = ctx.cache.get("local")
+        if local is None:  # (resumed: the fragments' own sums are not in the checkpoint)
+            st["next"] = "full"
+            return {"kind": "full"}
+        block["n"] = float(ctx.cache["n"])
+        return PerFragment({f: {**block, "gf": local[f][idx], "sdlf": ctx.cache["local_sdl"][f]}
+                            for f in range(ctx.n_fragments)})
 
     def check_partial(self, ctx: SchedulerContext, block: Payload, fragment: int,
                       partial: Payload) -> None:
         kind = block["kind"]
         size = ctx.model["coef"].size if kind == "full" else len(block["idx"])
-        keys = {"full": ("g", "h", "gp"), "grad": ("g", "h"), "dir": ("d",)}[kind]
+        keys = {"full": ("g", "h", "gp"), "grad": ("g", "h"), "dir": ("d",), "step": ("g", "h", "d")}[kind]
         for key in keys:
             expect_array(partial, key, (size,))
 
     def pull(self, ctx: SchedulerContext, block: Payload, partials: dict[int, Payload]) -> Payload | None:
+        if isinstance(block, PerFragment):  # a step round: the same block but each fragment's own sums
+            block = next(iter(block.values()))
         if block["kind"] == "dir":
             return self._pull_direction(ctx, block, partials)
         st, model, n = ctx.state, ctx.model, ctx.cache["n"]
@@ -183,11 +211,29 @@ class LogReg(L1Regression):
         st["accuracy"] = float(sum_partials(partials, "correct")) / n
         full = block["kind"] == "full"
         idx = np.arange(model["coef"].size) if full else block["idx"]
-        gnorm = st["gnorm"] = self._take_gradient(ctx, idx, partials, full)
+        sums = {key: sum_partials(partials, key) for key in ("g", "h", "sdl", "sw")}
+        gnorm = st["gnorm"] = self._take_gradient(ctx, idx, sums, full)
+        if self.policy == "priority":  # each fragment's own sums at this point, for the step rounds
+            self._keep_local(ctx, idx, {f: (p["g"], p["sdl"]) for f, p in partials.items()})
         if full:
             self._full_round(ctx, partials, objective, gnorm)
+        if ctx.stop_requested:
+            return None
         self._plan(ctx, gnorm, full)
+        if block["kind"] == "step":
+            return self._pull_direction(ctx, block, partials)
         return None
+
+    @staticmethod
+    def _keep_local(ctx: SchedulerContext, idx: np.ndarray, sums: dict[int, tuple[Any, Any]]) -> None:
+        """Keep each fragment's ``X_f^T dl`` (columns ``idx``) and ``sum dl`` at the accepted point:
+        with the exact sums there, a step round's fragment estimates the gradient at the next
+        point from its own rows' change (gradient tracking)."""
+        cache, d = ctx.cache, ctx.model["coef"].size
+        local = cache.setdefault("local", {f: np.zeros(d) for f in range(ctx.n_fragments)})
+        for f, (g, sdl) in sums.items():
+            local[f][idx] = g
+            cache.setdefault("local_sdl", {})[f] = float(sdl)
 
     # ---- the safeguard ----------------------------------------------------------------
     @staticmethod
@@ -220,21 +266,22 @@ class LogReg(L1Regression):
         return {"idx": idx[moved], "d": d[moved], "d0": float(d0)}
 
     # ---- rounds -----------------------------------------------------------------------
-    def _take_gradient(self, ctx: SchedulerContext, idx: np.ndarray, partials: dict[int, Payload],
+    def _take_gradient(self, ctx: SchedulerContext, idx: np.ndarray, sums: Payload,
                        full: bool) -> float:
-        """Store the gradient and curvature of ``idx`` and shrink the active set; returns the
+        """Store the gradient and curvature of ``idx`` (from the sums ``g = X^T dl``,
+        ``h = (X*X)^T w``, ``sdl``, ``sw``) and shrink the active set; returns the
         minimum-norm subgradient's 1-norm over ``idx`` (and the intercept)."""
         st, m, n, lam = ctx.state, ctx.model, ctx.cache["n"], ctx.state["lam"]
-        g = sum_partials(partials, "g") / n
-        m["grad"][idx], m["hdiag"][idx] = g, sum_partials(partials, "h") / n
+        g = sums["g"] / n
+        m["grad"][idx], m["hdiag"][idx] = g, sums["h"] / n
         beta = m["coef"][idx]
         viol = np.where(beta > 0, np.abs(g + lam), np.where(beta < 0, np.abs(g - lam),
                                                             np.maximum(np.abs(g) - lam, 0.0)))
         m["viol"][idx] = viol
         i_viol = 0.0
         if self.intercept:
-            st["g0"] = float(sum_partials(partials, "sdl")) / n
-            st["h0"] = float(sum_partials(partials, "sw")) / n
+            st["g0"] = float(sums["sdl"]) / n
+            st["h0"] = float(sums["sw"]) / n
             i_viol = abs(st["g0"])
         gmax = max(float(viol.max(initial=0.0)), i_viol)
         if self.policy == "priority":
@@ -267,8 +314,8 @@ class LogReg(L1Regression):
         if active.size == 0 and not self.intercept:
             st["next"] = "full"
             return
-        m["p_idx"] = active.astype(np.int64)
-        st["next"] = "dir"
+        m["work"] = active.astype(np.int64)
+        st["next"] = "step" if self.policy == "priority" else "dir"
 
     def _full_round(self, ctx: SchedulerContext, partials: dict[int, Payload], primal: float,
                     gnorm: float) -> None:
@@ -319,10 +366,10 @@ class LogReg(L1Regression):
         d0 = float(sum(weights[f] * float(p["d0"]) for f, p in partials.items())) if self.intercept else 0.0
         beta = m["coef"][idx]
         lam = st["lam"]
-        predicted = float(np.sum(block["g"] * delta + lam * (np.abs(beta + delta) - np.abs(beta)))) \
-            + st["g0"] * d0
-        st["next"] = "grad"
+        g = m["grad"][idx]  # (a step round: the exact gradient just summed at this point)
+        predicted = float(np.sum(g * delta + lam * (np.abs(beta + delta) - np.abs(beta)))) + st["g0"] * d0
         if self.policy != "priority":  # the baselines: the next block (a full round after a sweep)
+            st["next"] = "grad"
             block = self.baseline_block(ctx, self.columns_per_round)
             if block is None:
                 st["next"] = "full"
@@ -373,7 +420,8 @@ class LogReg(L1Regression):
                 "n_zero": int((y == 0.0).sum()), "n_bad": int(bad.sum()), "first_bad": first,
                 "bad_value": float(y[first]) if first >= 0 and np.isfinite(y[first]) else 0.0,
                 "xpos": np.asarray(X.T @ pos.astype(np.float64)).ravel(),
-                "xneg": np.asarray(X.T @ (~pos & ~bad).astype(np.float64)).ravel()}
+                "xneg": np.asarray(X.T @ (~pos & ~bad).astype(np.float64)).ravel(),
+                "col_sq": np.asarray(X.multiply(X).sum(axis=0)).ravel()}
 
     def load(self, wctx: WorkerContext, fragment: Fragment, data: Payload, model: Payload) -> dict:
         xp = wctx.xp
@@ -398,7 +446,7 @@ class LogReg(L1Regression):
     def push(self, wctx: WorkerContext, fragment: Fragment, block: Payload) -> Payload:
         f = fragment.state
         if block["kind"] == "dir":
-            return self._direction(f, block)
+            return self._direction(f, block, block["g"], float(block["g0"]))
         xp = wctx.xp
         out: Payload = {"loss": float(f["loss"].sum()), "sdl": float(f["dl"].sum()),
                         "sw": float(f["w"].sum()), "correct": float(((f["m"] > 0) == (f["y"] > 0)).sum())}
@@ -416,17 +464,24 @@ class LogReg(L1Regression):
                 out["g"], out["h"] = cols_dot_weighted(*f["csc"], idx, f["dl"], f["w"])
             else:
                 cols = xp.asarray(idx)
-                out["g"], out["h"] = f["X"][:, cols].T @ f["dl"], f["X2"][:, cols].T @ f["w"]
+                g, h = f["X"][:, cols].T @ f["dl"], f["X2"][:, cols].T @ f["w"]
+                out["g"], out["h"] = to_host(g), to_host(h)
+        if block["kind"] == "step":  # the gradient here, estimated from this fragment's change
+            rows = float(fragment.n_rows)
+            g = np.asarray(block["g"]) + (out["g"] - np.asarray(block["gf"])) / rows
+            g0 = float(block["g0"]) + (out["sdl"] - float(block["sdlf"])) / rows
+            out.update(self._direction(f, block, g, g0))
         return out
 
-    def _direction(self, f: dict[str, Any], block: Payload) -> Payload:
-        """This fragment's step on the block's Newton model (and the gap's dual sum, if asked)."""
+    def _direction(self, f: dict[str, Any], block: Payload, g: np.ndarray, g0: float) -> Payload:
+        """This fragment's step on the block's Newton model at gradient ``g``, ``g0`` (and the
+        gap's dual sum, if asked)."""
         w = np.ascontiguousarray(to_host(f["w"]), dtype=np.float64)
         parts = f["csc"] if "csc" in f else f["host"]
         delta, d0, passes = K.local_newton(
-            *parts, f["unit"], np.array(block["idx"], np.int64), w, np.array(block["g"]),
+            *parts, f["unit"], np.array(block["idx"], np.int64), w, np.array(g, np.float64),
             np.array(block["h"]), np.array(block["beta"]), float(block["lam"]), bool(self.intercept),
-            float(block["g0"]), float(block["h0"]), INNER_PASSES, float(block["tol"]),
+            g0, float(block["h0"]), INNER_PASSES, float(block["tol"]),
             int(block["seed"]))
         out: Payload = {"d": delta, "d0": float(d0), "passes": float(passes)}
         if "gap" in block:
