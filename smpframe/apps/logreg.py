@@ -29,7 +29,7 @@ from smpframe.api import (Dataset, Fragment, Payload, PerFragment, SchedulerCont
 SIGMA = 0.01
 #: a step halved below this length is dropped
 MIN_STEP = 1.0 / 1024
-#: most passes of a fragment's inner coordinate descent in one direction round
+#: most passes of a fragment's inner coordinate descent in one round
 INNER_PASSES = 100
 #: the inner stop tolerance shrinks by this factor whenever one pass was enough
 INNER_SHRINK = 0.25
@@ -43,48 +43,53 @@ REFRESH = 0.1
 
 class LogReg(L1Regression):
     """Sparse logistic regression (L1) by scheduled Newton coordinate descent (newGLMNET's
-    outer loop, with the inner solve spread over the workers).
+    outer loop, with its inner solve spread over the workers).
 
-    Rows are partitioned across workers; each keeps the margins ``m = X beta + beta0``
-    of its rows and, per row, the loss and its first and second derivatives in m
-    (``dl``, ``w``). The scheduler holds the model and an *active set* of columns
-    (those that can move); every outer iteration is two rounds:
+    Rows are partitioned across workers (one fragment each by default); each keeps the
+    margins ``m = X beta + beta0`` of its rows and, per row, the loss and its first and
+    second derivatives in m (``dl``, ``w``). The scheduler holds the model and an
+    *active set* of columns (those that can move). Every Newton iteration is one
+    *step* round:
 
-    * a *gradient* round: workers apply the step committed last (updating their
-      margins) and return, for the active columns, ``sum x dl`` and ``sum x^2 w`` and
-      their rows' loss. The scheduler checks the step (below), then shrinks the active
-      set: a column at zero whose gradient is inside ``(-λ, λ)`` cannot move alone and
-      leaves it (liblinear's shrinking). A *full* gradient round covers every column
-      (and the duality gap's sums): the first round, and whenever the active set's
-      minimum-norm subgradient has fallen to ``REFRESH`` of the last full round's;
-      the stop tests run there, and the active set is rebuilt from it;
-    * a *direction* round: the scheduler sends the active columns' exact gradient and
-      Hessian diagonal; every fragment runs coordinate descent on the block's L1
-      Newton model (GLMNET's subproblem) over its own rows, with the cross terms of
-      the Hessian estimated from those rows, and returns its step. The scheduler
-      averages the steps (weighted by rows), commits the average and broadcasts
-      ``(B, Δβ_B, Δβ0)``. No process holds X but the workers, and the inner solve,
-      newGLMNET's serial part, runs on every worker at once, each over its own rows.
+    * each fragment applies the step committed last (updating its margins), returns its
+      rows' loss and, for the columns B of this round, ``X_f^T dl`` and ``(X_f*X_f)^T w``;
+    * and it solves the block's L1 Newton model (GLMNET's subproblem) by coordinate
+      descent over its own rows: the cross terms of the Hessian estimated from those
+      rows, the gradient tracked from the last exact sums (the scheduler sends them with
+      the fragment's own sums there: ``g_ref + (X_f^T dl - X_f^T dl_ref) / n_f``, exact
+      once the point stops moving) and returns its step.
 
-    With the exact gradient, a step is zero only at the optimum; the local cross terms
-    only change how far each iteration gets. The inner tolerance adapts as in
-    newGLMNET (``INNER_SHRINK`` whenever one pass was enough).
+    The scheduler checks the step that was committed (below), sums the exact gradient,
+    shrinks the active set (a column at zero whose gradient is inside ``(-λ, λ)`` leaves
+    it: liblinear's shrinking), averages the fragments' steps weighted by rows, commits
+    the average and broadcasts ``(B, Δβ_B, Δβ0)``. No process but the workers holds X,
+    and the inner solve, newGLMNET's serial part, runs on every worker at once, each
+    over its own rows. A *full* round sums every column's gradient (and the duality
+    gap's sums) and rebuilds the active set: whenever the active columns' minimum-norm
+    subgradient has fallen to ``REFRESH`` of the last full round's. The first gradient
+    comes from the workers' facts (at ``beta = 0`` every row has the same ``a`` and ``w``).
 
-    **Safeguard.** The next gradient round returns the loss at the committed point: the
-    step is kept if the objective fell by at least ``SIGMA`` of the decrease its
-    first-order model predicts (``g.d + λ(|β+d| - |β|)``, the Armijo test of
-    newGLMNET), else it is halved (a correction is broadcast; the partials computed at
-    the rejected point are dropped). The accepted objective never rises; the reported
-    model is always an accepted (checked) point.
+    A step is zero only at the optimum; the estimated cross terms and the tracked
+    gradient change only how far an iteration gets. The inner solve visits columns in
+    a random order each pass and stops at ``min(inner_eps x`` the first subgradient
+    norm, ``INNER_FORCING x`` the current one), ``inner_eps`` shrinking as newGLMNET's
+    does (``INNER_SHRINK`` whenever one pass was enough).
+
+    **Safeguard.** The next round returns the loss at the committed point: the step is
+    kept if the objective fell by at least ``SIGMA`` of the decrease its first-order
+    model predicts (``g.d + λ(|β+d| - |β|)``, newGLMNET's Armijo test), else it is halved
+    (a correction is broadcast; the partials computed at the rejected point are dropped).
+    The accepted objective never rises; the reported model is always an accepted point.
 
     **Stop** (``tol``, at a full round): relative duality gap ``<= tol`` (its dual sums
-    come back with the next direction round), or a relative objective decrease since
-    the previous full round ``<= tol``; ``summary["stopped_by"]`` says which.
+    come back with the next round), or a relative objective decrease since the
+    previous full round ``<= tol``; ``summary["stopped_by"]`` says which.
 
     **Schedules.** ``policy="priority"`` (the default) is the active set above, at most
-    ``block_size`` columns a direction round (the largest violations first); the
-    baselines ``uniform``/``cyclic`` take a random/the next block of ``block_size``
-    columns instead, with a full round after each sweep. Rounds never overlap (every
+    ``block_size`` columns a round (the largest violations first). The baselines
+    ``uniform``/``cyclic`` take a random/the next block of ``block_size`` columns, each
+    in two rounds (a *gradient* round on the block, then a *direction* round at that
+    exact gradient), with a full round after each sweep. Rounds never overlap (every
     step is checked on the margins it produced), so ``--pipeline-depth`` and ``--rho``
     have nothing to do.
 
@@ -140,7 +145,7 @@ class LogReg(L1Regression):
                          g0=0.0, h0=0.0, gmax=None, gnorm=None, gnorm_full=None, gnorm_init=None,
                          inner_eps=1.0, gap=None, gap_scale=None, full_primal=None,
                          last_full=loss0, change=None, stopped_by=None, rejected=0, steps=0,
-                         stalled=False, accuracy=accuracy)
+                         stalled=False, accuracy=accuracy, refs=0)
         ctx.report(objective=loss0, lam=lam)
         # the first gradient from the facts (every row has the same a0 and w0 = a0 (1 - a0)):
         # the run starts with a direction round, not a full one
@@ -178,8 +183,8 @@ class LogReg(L1Regression):
             block["gap"] = np.array(st["gap_scale"])
         if st["next"] == "dir":
             return block
-        local = ctx.cache.get("local")
-        if local is None:  # (resumed: the fragments' own sums are not in the checkpoint)
+        local = ctx.cache["local"]
+        if ctx.cache["refs"] != st["refs"]:  # resumed: the fragments' own sums are not checkpointed
             st["next"] = "full"
             return {"kind": "full"}
         block["n"] = float(ctx.cache["n"])
@@ -234,6 +239,8 @@ class LogReg(L1Regression):
         for f, (g, sdl) in sums.items():
             local[f][idx] = g
             cache.setdefault("local_sdl", {})[f] = float(sdl)
+        # (a count in the checkpointed state and in the cache: they differ after a resume)
+        cache["refs"] = ctx.state["refs"] = cache.get("refs", 0) + 1
 
     # ---- the safeguard ----------------------------------------------------------------
     @staticmethod
