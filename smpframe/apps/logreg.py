@@ -91,7 +91,7 @@ class LogReg(L1Regression):
     in two rounds (a *gradient* round on the block, then a *direction* round at that
     exact gradient), with a full round after each sweep. Rounds never overlap (every
     step is checked on the margins it produced), so ``--pipeline-depth`` and ``--rho``
-    have nothing to do.
+    have nothing to do (nor has ``--eta``: the active set replaces priority sampling).
 
     **Summary** adds ``accuracy`` (training), ``nnz``, ``duality_gap`` (relative),
     ``objective_change``, ``lambda``/``lambda_max``; ``model.npz`` holds ``coef``
