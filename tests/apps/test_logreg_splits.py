@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from sklearn.datasets import dump_svmlight_file
 
-from smpframe import run_local
+from smpframe import LocalCluster, run_local
 from smpframe.apps.logreg import LogReg
 from smpframe.data.synthetic import make_classification
 from tests.clitools import one_line_error, run_cli
@@ -74,3 +74,34 @@ def test_bad_labels_the_workers_read_are_one_line_errors(tmp_path, labels, why):
     path.write_text(body + tail)
     line = one_line_error(run_cli("run", "logreg", "--data", str(path), "--quiet"))
     assert "labels.svm" in line and why in line
+
+
+def test_a_killed_worker_has_its_split_read_again(problem):
+    """One fragment a worker: the survivor re-reads the lost worker's split, and the step
+    rounds go on with the scheduler's sums for that fragment (kept by fragment, not worker)."""
+    _, _, path = problem
+    reference = run_local(LogReg(lam=LAM, tol=TOL), data=path, quiet=True, workers=3)
+    options = {"heartbeat_timeout": 1.5, "heartbeat_interval": 0.25, "scheduler_timeout": 10.0,
+               "slowdowns": [200.0] * 3}
+    with LocalCluster(LogReg(lam=LAM, tol=TOL), path, timeout=60.0, workers=3, **options) as c:
+        assert c.wait_for_round(2), "run ended early"
+        c.procs[0].kill()
+        result = c.wait()
+    lost = [e for e in result.events if e["event"] == "worker_lost"]
+    assert len(lost) == 1 and lost[0]["fragments"]
+    assert result.summary["converged"] and result.summary["read_on"] == "workers"
+    assert result.summary["objective"] == pytest.approx(reference.summary["objective"], rel=1e-8)
+
+
+def test_parquet_read_by_the_workers(tmp_path):
+    pa = pytest.importorskip("pyarrow")
+    pq = pytest.importorskip("pyarrow.parquet")
+    X, y, _ = make_classification(n=2000, d=30, density=0.3, n_informative=10, seed=6)
+    dense = X.toarray()
+    path = tmp_path / "d.parquet"
+    pq.write_table(pa.table({**{f"x{j}": dense[:, j] for j in range(30)}, "label": (y > 0) * 1.0}),
+                   str(path), row_group_size=200)
+    ours = run_local(LogReg(lam=0.005, tol=TOL), data=str(path), quiet=True, workers=3)
+    memory = run_local(LogReg(lam=0.005, tol=TOL), data=(X, y), quiet=True)
+    assert ours.summary["read_on"] == "workers"
+    assert ours.summary["objective"] == pytest.approx(memory.summary["objective"], rel=1e-9)
