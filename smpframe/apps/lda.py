@@ -336,6 +336,9 @@ class LDA(SMPProgram):
     # One iteration takes at least one round per fragment (each fragment must meet
     # every vocabulary block): one fragment per worker gives fewer, larger rounds.
     fragments_per_worker = 1
+    # GPU workers sample with lda_kernels.sample_block_cuda (numba.cuda); the rest of a
+    # worker's work stays on the host
+    gpu = True
     # With the default blocks (twice the fragments) consecutive rounds use disjoint
     # blocks: schedule dispatches the next one while one samples (None when unsafe).
     pipeline_depth = 1
@@ -460,6 +463,11 @@ class LDA(SMPProgram):
 
     def warm_up(self, role: str, xp: Any) -> None:
         _warm_up()
+        if xp is not np:  # a GPU worker: compile the CUDA kernels before the clock starts
+            one = np.zeros(1, np.int32)
+            lk.sample_block_cuda(np.zeros(1, np.int64), one, one, one.copy(), np.ones((1, 1), np.int32),
+                                 np.ones(1, np.int32), one, np.ones(1, np.int32), one,
+                                 np.ones(1, np.int64), 0.1, 0.1, 0.1, 1)
 
     # ---- scheduler: rounds ------------------------------------------------------------
     def _stride(self, ctx: SchedulerContext) -> int:
@@ -832,7 +840,8 @@ class LDA(SMPProgram):
             z = st["z"][lo:hi]
             st["pending"][step] = (b, z.copy())
             seed = block["seeds"][fragment.id] if self._data_parallel else block["seed"]
-            _, lengths, topics, counts = lk.sample_block_sparse(
+            sampler = lk.sample_block_sparse if wctx.device == "cpu" else lk.sample_block_cuda
+            _, lengths, topics, counts = sampler(
                 st["positions"][:hi - lo], st["rows"][lo:hi], st["doc"][lo:hi], z, st["ndk"],
                 *rows, st["identity"], nk, float(p["alpha"]), float(p["beta"]),
                 float(p["beta"]) * st["n_words"], int(seed))

@@ -749,3 +749,146 @@ def log_likelihood(
         for part, lengths in zip(ndk, doc_lengths, strict=True)
     )
     return ll_words_part(nwk, nk, beta) + docs
+
+
+# --------------------------------------------------------------------------
+# GPU sampler (numba.cuda): the same exclusivity, one level further down
+# --------------------------------------------------------------------------
+
+#: threads (document groups = word sub-blocks) of the GPU sampler
+CUDA_GROUPS = 128
+
+
+def cuda_cells(rows: np.ndarray, doc: np.ndarray, groups: int) -> tuple[np.ndarray, np.ndarray]:
+    """The block's tokens grouped into ``groups x groups`` cells: cell ``(g, h)`` holds the
+    tokens of documents ``d % groups == g`` whose word's row has ``r % groups == h``, in
+    document order. Returns ``(order, cell_ptr)`` (int64)."""
+    cell = (doc.astype(np.int64) % groups) * groups + rows.astype(np.int64) % groups
+    order = np.argsort(cell, kind="stable").astype(np.int64)
+    cell_ptr = np.zeros(groups * groups + 1, np.int64)
+    np.cumsum(np.bincount(cell, minlength=groups * groups), out=cell_ptr[1:])
+    return order, cell_ptr
+
+
+def cuda_seeds(seed: int, groups: int) -> np.ndarray:
+    """One nonzero xorshift64 state per (sub-step, thread): ``uint64[groups, groups]``."""
+    states = np.random.SeedSequence([int(seed)]).generate_state(groups * groups, np.uint64)
+    return (states | np.uint64(1)).reshape(groups, groups)
+
+
+_CUDA: dict[str, object] = {}
+cuda = None  # numba.cuda, once _cuda_kernels has imported it
+
+
+def _cuda_kernels() -> dict[str, object]:
+    """Compile the CUDA kernels once, on first use (numba.cuda is imported only here, so
+    CPU workers never load it; ``NUMBA_ENABLE_CUDASIM=1`` runs them on numba's simulator)."""
+    global cuda  # a module global: the simulator swaps it for its own while a kernel runs
+    if _CUDA:
+        return _CUDA
+    from numba import cuda
+
+    @cuda.jit
+    def sweep(t, cell_ptr, order, rows, doc, z, ndk, nwk, nk_local, cdf, seeds,
+              alpha, beta, beta_sum):
+        """Sub-step ``t``: thread g samples cell (g, (g + t) mod G) in order. Its documents
+        and its word rows are its alone in the sub-step, so it sees their exact counts;
+        only the topic totals are its own copy (the cluster's staleness, one level down)."""
+        g = cuda.grid(1)
+        n_groups = nk_local.shape[0]
+        if g >= n_groups:
+            return
+        n_topics = nk_local.shape[1]
+        c = g * n_groups + (g + t) % n_groups
+        x = seeds[t, g]
+        for j in range(cell_ptr[c], cell_ptr[c + 1]):
+            i = order[j]
+            d = doc[i]
+            r = rows[i]
+            old = z[i]
+            ndk[d, old] -= 1
+            nwk[r, old] -= 1
+            nk_local[g, old] -= 1
+            total = 0.0
+            for k in range(n_topics):
+                total += (ndk[d, k] + alpha) * (nwk[r, k] + beta) / (nk_local[g, k] + beta_sum)
+                cdf[g, k] = total
+            x ^= x >> np.uint64(12)
+            x ^= x << np.uint64(25)
+            x ^= x >> np.uint64(27)
+            u = (x >> np.uint64(11)) * (1.0 / 9007199254740992.0) * total
+            new = n_topics - 1
+            for k in range(n_topics):
+                if u < cdf[g, k]:
+                    new = k
+                    break
+            ndk[d, new] += 1
+            nwk[r, new] += 1
+            nk_local[g, new] += 1
+            z[i] = new
+
+    @cuda.jit
+    def merge_totals(nk, nk_local):
+        """``nk += sum over threads of (their copy - nk)``, then every copy = nk."""
+        k = cuda.grid(1)
+        if k >= nk.shape[0]:
+            return
+        base = nk[k]
+        total = base
+        for g in range(nk_local.shape[0]):
+            total += nk_local[g, k] - base
+        nk[k] = total
+        for g in range(nk_local.shape[0]):
+            nk_local[g, k] = total
+
+    _CUDA.update(sweep=sweep, merge_totals=merge_totals, cuda=cuda)
+    return _CUDA
+
+
+def sample_block_cuda(token_positions, words, doc_of_token, z, ndk, row_len, row_topic,
+                      row_count, word_row, nk, alpha: float, beta: float, beta_sum: float,
+                      seed: int, groups: int = CUDA_GROUPS):
+    """:func:`sample_block_sparse` on a GPU: the same arguments, changes and return value.
+
+    The block's tokens are cut into ``groups x groups`` cells (:func:`cuda_cells`); in
+    sub-step ``t`` of ``groups``, thread ``g`` samples cell ``(g, (g + t) mod groups)``
+    with the dense conditional ``(n_dk + a)(n_wk + b) / (n_k + Vb)``, so no two threads
+    share a document or a word row, and each samples with their exact counts; the topic
+    totals are merged between sub-steps. A valid collapsed Gibbs chain with the
+    staleness of the cluster's rotation (totals only); not the CPU kernel's chain.
+    """
+    kernels = _cuda_kernels()
+    cuda = kernels["cuda"]
+    n_topics = nk.shape[0]
+    n_rows = row_len.shape[0]
+    nwk = np.zeros((n_rows, n_topics), np.int32)
+    nwk[np.repeat(np.arange(n_rows), row_len), row_topic] = row_count
+    rows = word_row[words[token_positions]].astype(np.int32)
+    doc = doc_of_token[token_positions].astype(np.int32)
+    z_old = z[token_positions].astype(np.int32)
+    groups = max(1, min(int(groups), max(1, token_positions.shape[0])))
+    order, cell_ptr = cuda_cells(rows, doc, groups)
+    d_z = cuda.to_device(z_old)
+    d_ndk = cuda.to_device(np.ascontiguousarray(ndk))
+    d_nwk = cuda.to_device(nwk)
+    d_nk = cuda.to_device(nk.astype(np.int64))
+    d_local = cuda.to_device(np.repeat(nk.astype(np.int64)[None, :], groups, axis=0))
+    d_cdf = cuda.device_array((groups, n_topics), np.float64)
+    d_seeds = cuda.to_device(cuda_seeds(seed, groups))
+    d_cells, d_order = cuda.to_device(cell_ptr), cuda.to_device(order)
+    d_rows, d_doc = cuda.to_device(rows), cuda.to_device(doc)
+    per_block = 64
+    for t in range(groups):
+        kernels["sweep"][(groups + per_block - 1) // per_block, per_block](
+            t, d_cells, d_order, d_rows, d_doc, d_z, d_ndk, d_nwk, d_local, d_cdf, d_seeds,
+            float(alpha), float(beta), float(beta_sum))
+        kernels["merge_totals"][(n_topics + per_block - 1) // per_block, per_block](d_nk, d_local)
+    z_new = d_z.copy_to_host()
+    z[token_positions] = z_new
+    ndk[...] = d_ndk.copy_to_host()
+    nk[...] = d_nk.copy_to_host()
+    nwk = d_nwk.copy_to_host()
+    new_len = np.count_nonzero(nwk, axis=1).astype(np.int32)
+    r, k = np.nonzero(nwk)
+    return (int(np.count_nonzero(z_new != z_old)), new_len, k.astype(np.int32),
+            nwk[r, k].astype(np.int32))
