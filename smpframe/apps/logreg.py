@@ -39,6 +39,12 @@ INNER_FORCING = 0.1
 #: a full round (every column's gradient, the stop tests) once the active columns'
 #: subgradient norm is this fraction of the last full round's
 REFRESH = 0.1
+#: a fragment's rows weigh ``1 / (n_f^c n^(1-c))`` in the cross terms of its Newton model:
+#: at c = 1 they stand for every row (right where the rows share their structure, as
+#: frequent words do), at c = 0 for themselves alone (right where each pair of columns
+#: meets in a few rows: the other fragments' cross terms are left out). c starts at 1
+#: and falls by this much at every rejected step, or step that was no descent
+CROSS_STEP = 0.25
 
 
 class LogReg(L1Regression):
@@ -145,7 +151,7 @@ class LogReg(L1Regression):
                          g0=0.0, h0=0.0, gmax=None, gnorm=None, gnorm_full=None, gnorm_init=None,
                          inner_eps=1.0, gap=None, gap_scale=None, full_primal=None,
                          last_full=loss0, change=None, stopped_by=None, rejected=0, steps=0,
-                         stalled=False, accuracy=accuracy, refs=0)
+                         stalled=False, accuracy=accuracy, refs=0, cross=1.0)
         ctx.report(objective=loss0, lam=lam)
         # the first gradient from the facts (every row has the same a0 and w0 = a0 (1 - a0)):
         # the run starts with a direction round, not a full one
@@ -178,7 +184,7 @@ class LogReg(L1Regression):
         block: Payload = {"kind": st["next"], "idx": idx, "g": m["grad"][idx], "h": m["hdiag"][idx],
                           "beta": m["coef"][idx], "lam": st["lam"], "g0": st["g0"], "h0": st["h0"],
                           "tol": min(st["inner_eps"] * st["gnorm_init"], INNER_FORCING * st["gnorm"]),
-                          "seed": ctx.round}
+                          "seed": ctx.round, "n": float(ctx.cache["n"]), "cross": st["cross"]}
         if st["gap_scale"] is not None:
             block["gap"] = np.array(st["gap_scale"])
         if st["next"] == "dir":
@@ -187,7 +193,6 @@ class LogReg(L1Regression):
         if ctx.cache["refs"] != st["refs"]:  # resumed: the fragments' own sums are not checkpointed
             st["next"] = "full"
             return {"kind": "full"}
-        block["n"] = float(ctx.cache["n"])
         return PerFragment({f: {**block, "gf": local[f][idx], "sdlf": ctx.cache["local_sdl"][f]}
                             for f in range(ctx.n_fragments)})
 
@@ -262,6 +267,7 @@ class LogReg(L1Regression):
         m["coef"][idx] = new_coef
         m["intercept"][0] = pend["b0"] + t * pend["d0"]
         st["rejected"] += 1
+        st["cross"] = max(0.0, st["cross"] - CROSS_STEP)
         if t == 0.0:  # no step along this direction: back to the checked point, re-rank every column
             st["pending"] = None
             st["objective"] = pend["F0"]
@@ -383,8 +389,14 @@ class LogReg(L1Regression):
             else:
                 m["active"][:] = 0
                 m["active"][block] = 1
-        if not predicted < 0.0:  # no descent left along the model: re-check every column
-            st["next"] = "full"
+        if self.policy == "priority" and block["kind"] == "dir":
+            st["next"] = "step"
+        if not predicted < 0.0:
+            if block["kind"] == "step":  # the tracked gradient misled it: solve at the exact one
+                m["work"], st["next"] = idx, "dir"
+                st["cross"] = max(0.0, st["cross"] - CROSS_STEP)
+                return None
+            st["next"] = "full"  # no descent left along the model: re-check every column
             if st["stalled"]:
                 self._stop(ctx, "no step left")
             st["stalled"] = True
@@ -489,7 +501,7 @@ class LogReg(L1Regression):
             *parts, f["unit"], np.array(block["idx"], np.int64), w, np.array(g, np.float64),
             np.array(block["h"]), np.array(block["beta"]), float(block["lam"]), bool(self.intercept),
             g0, float(block["h0"]), INNER_PASSES, float(block["tol"]),
-            int(block["seed"]))
+            int(block["seed"]), row_weight(w.shape[0], float(block["n"]), float(block["cross"])))
         out: Payload = {"d": delta, "d0": float(d0), "passes": float(passes)}
         if "gap" in block:
             out["dual"] = dual_sum(to_host(f["a"]), to_host(f["y"]), *map(float, block["gap"]))
@@ -508,6 +520,12 @@ class LogReg(L1Regression):
             f["m"] += f["X"][:, xp.asarray(idx)] @ xp.asarray(d)
         f["m"] += float(update["d0"])
         f.update(row_terms(xp, f["m"], f["y"]))
+
+
+def row_weight(rows: int, n: float, cross: float) -> float:
+    """The weight ``1 / (rows^cross n^(1 - cross))`` of each of a fragment's ``rows`` in
+    the cross terms of its Newton model (``n`` rows in all; see ``CROSS_STEP``)."""
+    return 1.0 / (rows ** cross * n ** (1.0 - cross))
 
 
 def row_terms(xp: Any, m: Any, y: Any) -> dict[str, Any]:

@@ -42,7 +42,7 @@ def all_rows(m, y, loss, a, dl, w):
 
 @njit(cache=True, nogil=True)
 def local_newton(indptr, indices, data, unit, cols, w, g, h, beta, lam, intercept, g0, h0,
-                 max_passes, tol, seed):
+                 max_passes, tol, seed, weight):
     """Coordinate descent on one fragment's view of the block's L1 Newton model (newGLMNET's
     subproblem), over the fragment's own rows.
 
@@ -50,24 +50,26 @@ def local_newton(indptr, indices, data, unit, cols, w, g, h, beta, lam, intercep
 
         g.d + g0 d0 + (1/2) d^T H d + lam |beta + d|_1
 
-    where ``g``, ``g0`` (the gradient) and ``h``, ``h0`` (the Hessian's diagonal) are the
-    exact, cluster-wide sums the scheduler sent, and the cross terms of ``H`` are this
-    fragment's estimate, ``(1/n_f) X_f^T W_f X_f`` over its ``n_f`` rows. A diagonal is
-    ``max(h_j, local)``, so the model stays convex (positive semi-definite) whatever the
-    split. ``r = X_f d + d0`` is kept beside ``w``, so a pass costs the block's local
-    nonzeros (plus n_f for the intercept); ``unit`` says every value is 1 (bag-of-words:
-    the multiplications by x are skipped, with bit-identical results). Columns are
-    visited in a new random order each pass (``seed``), as liblinear does: on correlated
-    columns (frequent words) it converges in far fewer passes than a fixed order.
+    where ``g``, ``g0`` (the gradient) and ``h``, ``h0`` (the Hessian's diagonal) come
+    from the scheduler, and the cross terms of ``H`` are this fragment's rows',
+    ``weight x X_f^T W_f X_f`` (``weight`` = 1/n_f: they stand for every row; 1/n: for
+    themselves). A diagonal is ``max(h_j, local)``, so the model stays convex (positive
+    semi-definite) whatever the split. ``r = X_f d + d0`` is kept beside ``w``, so a
+    pass costs the block's local nonzeros (plus n_f for the intercept); ``unit`` says
+    every value is 1 (bag-of-words: the multiplications by x are skipped, with
+    bit-identical results). Columns are visited in a new random order each pass
+    (``seed``), as liblinear does: on correlated columns (frequent words) it converges
+    in far fewer passes than a fixed order.
 
     Columns at zero whose model gradient is inside ``(-lam, lam)`` by more than the last
-    pass's largest violation / n_f are shrunk (skipped); passes stop when the model's
-    minimum-norm subgradient (1-norm, over the columns still in play) is ``<= tol``, once
-    with every column back in, or after ``max_passes``. Returns ``(d, d0, passes)``.
+    pass's largest violation x ``weight`` are shrunk (skipped); passes stop when the
+    model's minimum-norm subgradient (1-norm, over the columns still in play) is
+    ``<= tol``, once with every column back in, or after ``max_passes``. Returns
+    ``(d, d0, passes)``.
     """
     n = w.shape[0]
     kb = cols.shape[0]
-    inv_n = 1.0 / n
+    inv_n = weight  # (of a row)
     # (w_i, r_i) side by side: the column loops' random row accesses touch one cache line
     wr = np.zeros((n, 2))
     s0 = 0.0
@@ -245,7 +247,7 @@ def warm_up() -> None:
     cols = np.zeros(1, np.int64)
     all_rows(v.copy(), one, v.copy(), v.copy(), v.copy(), v.copy())
     sparse_ops.warm_up()
-    local_newton(*tiny, True, cols, one, one, one, v, 0.1, True, 0.5, 1.0, 2, 0.0, 0)
+    local_newton(*tiny, True, cols, one, one, one, v, 0.1, True, 0.5, 1.0, 2, 0.0, 0, 1.0)
     full_sums(*tiny, v, v, v, one)
     apply_step(*tiny, cols, one, 0.5, v.copy(), one, v.copy(), v.copy(), v.copy(), v.copy(),
                np.zeros(1, np.bool_), np.zeros(1, np.int64))
