@@ -442,7 +442,7 @@ class LDA(SMPProgram):
         zpos += np.concatenate([[0], np.cumsum(zpos[:, -1])[:-1]])[:, None]
         vocab = ctx.dataset.meta.get("vocab") or self._vocab or [
             str(i + int(ctx.dataset.meta.get("first_id", 0))) for i in range(V)]
-        ctx.cache.update(word_block=word_block,
+        ctx.cache.update(word_block=word_block, freq=freq,
                          block_words=[np.flatnonzero(word_block == b).astype(np.int32)
                                       for b in range(B)],
                          model_rows={},
@@ -459,7 +459,7 @@ class LDA(SMPProgram):
             self._keep_rows(ctx.model, b, (np.zeros(0, np.int32), np.zeros(0, _wire_topics_dtype(K)),
                                            np.zeros(0, np.int32)))
         ctx.state.update(step=0, iteration=0, n_blocks=B, seed=seed, counted=False, ll=None,
-                         ll_history=[], seconds=0.0, z_layout=[])
+                         ll_history=[], seconds=0.0, z_layout=[], stale=[])
 
     def warm_up(self, role: str, xp: Any) -> None:
         _warm_up()
@@ -482,6 +482,8 @@ class LDA(SMPProgram):
         st, cache = ctx.state, ctx.cache
         B = cache["n_blocks"]
         if st["n_blocks"] != B:  # resumed with other fragments: restart the current iteration
+            self._nwk(ctx)  # the rows under the blocks they were kept for, then rebuilt
+            self._forget_rows(ctx)
             st["step"] = st["step"] // st["n_blocks"] * B
             st["n_blocks"] = B
         total = int(self.iterations) * B
@@ -575,7 +577,7 @@ class LDA(SMPProgram):
             if not np.array_equal(np.bincount(dt, weights=dc, minlength=K), dnk):
                 raise ValueError("the row changes do not add up to dnk")
             return
-        rows = [_int32(a) for a in ints("rl", "rt", "rc")]
+        rows = ints("rl", "rt", "rc")
         check_sparse_rows(*rows, cache["block_words"][b].size, K, "rows")
         moved = np.bincount(rows[1], weights=rows[2], minlength=K) \
             - np.bincount(block["rt"], weights=block["rc"], minlength=K)
@@ -611,6 +613,7 @@ class LDA(SMPProgram):
             raise ValueError("LDA counts went negative: inconsistent partials")
         if fresh:
             st["counted"] = False
+            self._nwk(ctx)
             self._forget_rows(ctx)
         elif p["check_counts"]:
             self._check(ctx, partials, step)
@@ -634,7 +637,7 @@ class LDA(SMPProgram):
                    iteration: int | None) -> float:
         """``log p(w, z)`` from the model's counts and the fragments' ``log p(z)`` parts."""
         st, N = ctx.state, ctx.cache["n_tokens"]
-        ll = lk.ll_words_part(ctx.model["nwk"], ctx.model["nk"], float(self.beta)) \
+        ll = lk.ll_words_part(self._nwk(ctx), ctx.model["nk"], float(self.beta)) \
             + sum(float(part["ll_docs"]) for part in partials.values())
         st["ll"] = ll
         if iteration is not None:
@@ -688,26 +691,44 @@ class LDA(SMPProgram):
     def _forget_rows(self, ctx: SchedulerContext) -> None:
         """After a count: every block's rows are rebuilt from the new counts."""
         ctx.cache["model_rows"].clear()
+        ctx.state["stale"] = []
         for b in range(int(ctx.cache["n_blocks"])):
             self._keep_rows(ctx.model, b, (ctx.model[f"rows{b}_len"][:0], ctx.model[f"rows{b}_topic"][:0],
                                            ctx.model[f"rows{b}_count"][:0]))
 
     def _commit_rows(self, ctx: SchedulerContext, b: int, part: Payload) -> None:
-        """Rotation: write a block's returned rows into the model, and keep them as the
-        next round's input for that block (so the scheduler never rebuilds them)."""
-        cache, nwk = ctx.cache, ctx.model["nwk"]
-        rows = _int32(part["rl"]), _int32(part["rt"]), _int32(part["rc"])
-        old = cache["model_rows"].get(b)  # what nwk holds for the block, if known
-        if old is None:
-            scatter_rows(nwk, cache["block_words"][b], *rows)
-        else:
-            replace_rows(nwk, cache["block_words"][b], old[0], old[1], *rows)
-        cache["model_rows"][b] = rows
+        """Rotation: keep a block's returned rows in the model, as the next round's input
+        for that block (so the scheduler never rebuilds them); the dense ``nwk`` catches
+        up only when it is read (:meth:`_nwk`), not every round."""
         self._keep_rows(ctx.model, b, (part["rl"], part["rt"], part["rc"]))
+        if b not in ctx.state["stale"]:
+            ctx.state["stale"].append(b)
+
+    def _nwk(self, ctx: SchedulerContext) -> np.ndarray:
+        """The dense word-topic counts, with the rows of blocks committed since written in
+        (kept for ``state["n_blocks"]`` blocks: a resume with other blocks first reads
+        them under the layout they were kept for)."""
+        cache, st, m, nwk = ctx.cache, ctx.state, ctx.model, ctx.model["nwk"]
+        same = int(st["n_blocks"]) == int(cache["n_blocks"])
+        block_words = cache["block_words"] if same else [
+            np.flatnonzero(layout == b).astype(np.int32) for layout in
+            [balance_word_blocks(cache["freq"], int(st["n_blocks"]))] for b in range(int(st["n_blocks"]))]
+        for b in st["stale"]:
+            rows = _int32(m[f"rows{b}_len"]), _int32(m[f"rows{b}_topic"]), _int32(m[f"rows{b}_count"])
+            old = cache["model_rows"].get(b) if same else None  # what nwk holds for it, if known
+            if old is None:
+                scatter_rows(nwk, block_words[b], *rows)
+            else:
+                replace_rows(nwk, block_words[b], old[0], old[1], *rows)
+            if same:
+                cache["model_rows"][b] = rows
+        st["stale"] = []
+        return nwk
 
     def _check(self, ctx: SchedulerContext, partials: dict[int, Payload], step: int) -> None:
         """Debug (``check_counts``): the model's counts are the sum of the fragments'."""
         m, K = ctx.model, int(self.topics)
+        self._nwk(ctx)
         total = np.zeros_like(m["nwk"])
         for part in partials.values():
             lk.add_pairs(total, _int32(part["cw"]), _int32(part["ct"]), _int32(part["cc"]))
@@ -727,14 +748,14 @@ class LDA(SMPProgram):
         if st["z_layout"] == list(zpos.shape):  # the fragment's topics, as last committed
             out.update(z=ctx.model["z"][zpos[fragment, 0]:zpos[fragment, -1]], at=int(st["step"]))
         elif st["counted"]:  # laid out for other fragments (a resume): draw from the counts
-            nwk = ctx.model["nwk"]
+            nwk = self._nwk(ctx)
             lengths, topics, counts = sparse_rows(nwk, np.arange(nwk.shape[0], dtype=np.int32))
             out.update(rl=lengths, rt=topics, rc=counts, nk=ctx.model["nk"])
         return out
 
     # ---- scheduler: results -------------------------------------------------------------
     def _top_words(self, ctx: SchedulerContext) -> list[list[str]]:
-        nwk, vocab = ctx.model["nwk"], ctx.cache["vocab"]
+        nwk, vocab = self._nwk(ctx), ctx.cache["vocab"]
         n = min(int(self.top_words), nwk.shape[0])
         out = []
         for k in range(nwk.shape[1]):
@@ -762,7 +783,7 @@ class LDA(SMPProgram):
                    "vocabulary": int(m["nwk"].shape[0]), "blocks": int(c["n_blocks"]),
                    "alpha": float(p["alpha"]), "beta": beta, "ll_history": st["ll_history"],
                    "top_words": self._top_words(ctx)}
-        nwk, nk = m["nwk"], m["nk"]
+        nwk, nk = self._nwk(ctx), m["nk"]
         topic_word = (nwk.T + beta) / (nk[:, None] + beta * nwk.shape[0])
         ndk = c["ndk"] if c["ndk"] is not None else np.zeros((n_docs, K), np.int32)
         return summary, {"nwk": nwk, "ndk": ndk, "nk": nk, "topic_word": topic_word}

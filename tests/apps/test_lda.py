@@ -260,6 +260,25 @@ def test_resume_continues_the_identical_chain(small, tmp_path, cut):
     np.testing.assert_array_equal(resumed.model["ndk"], whole.model["ndk"])
 
 
+def test_resume_with_other_fragments_draws_topics_from_the_model(small, tmp_path):
+    """Resumed on three workers from a two-worker checkpoint: the saved topics do not fit the
+    new fragments, so they are drawn from the model's counts and recounted; the run ends
+    consistent, near where an uninterrupted run ends."""
+    corpus = small[0]
+    make = lambda: LDA(topics=5, alpha=0.1, beta=0.05, iterations=12)  # noqa: E731
+    run_local(make(), data=corpus, workers=2, quiet=True, output=str(tmp_path / "a"),
+              max_rounds=4 * 6, checkpoint_every="1", **SAFE)
+    resumed = run_local(make(), data=corpus, workers=3, quiet=True, output=str(tmp_path / "b"),
+                        resume=str(tmp_path / "a"), **SAFE)
+    s, m = resumed.summary, resumed.model
+    assert s["fragments"] == 3 and s["blocks"] == 6 and s["iterations"] == 12
+    np.testing.assert_array_equal(m["nwk"].sum(axis=0), m["nk"])
+    np.testing.assert_array_equal(m["ndk"].sum(axis=1), np.diff(corpus.doc_ptr))
+    np.testing.assert_array_equal(m["nwk"].sum(axis=1), np.bincount(corpus.words, minlength=300))
+    history = dict(s["ll_history"])
+    assert s["ll_per_token"] > history[0] + 1.0
+
+
 # ---- count consistency and exactness, in process ----------------------------------------
 
 def test_counts_consistent_after_every_sub_iteration(small):
