@@ -17,7 +17,7 @@ import sys
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import markdown_table, parser, write_json  # noqa: E402
+from common import bar_chart, markdown_table, parser, write_json  # noqa: E402
 
 
 def main() -> int:
@@ -80,6 +80,8 @@ def main() -> int:
     write_json(args.out, {"app": "kmeans", "n": args.n, "d": args.d, "k": args.k,
                           "iterations": args.iterations, "fragments": args.fragments,
                           "results": figures})
+    bar_chart(args.out, f"K-Means {args.n:,} x {args.d}, k = {args.k}: CPU, GPU and both",
+              {row[0]: {"M rows/s": row[3]} for row in rows}, unit="million rows per second")
     return 0
 
 

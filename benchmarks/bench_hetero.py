@@ -32,7 +32,7 @@ import sys
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import markdown_table, parser, write_json  # noqa: E402
+from common import bar_chart, markdown_table, parser, write_json  # noqa: E402
 
 
 def settled_round_time(result) -> tuple[float, int]:
@@ -134,6 +134,8 @@ def main() -> int:
                           "dispatch_v": args.dispatch_v, "ideal_round_seconds": ideal,
                           "ideal_pair_round_seconds": ideal_pair,
                           "results": figures, "inertia": inertia, "inertia_identical": same})
+    bar_chart(args.out, f"K-Means {args.n:,} x {args.d}, {args.fragments} fragments, one worker slowed",
+              {row[0]: {"round": row[1], "ideal": row[2] or None} for row in rows}, unit="ms per round")
     return 0
 
 
