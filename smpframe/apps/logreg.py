@@ -154,7 +154,7 @@ class LogReg(L1Regression):
                          stalled=False, accuracy=accuracy, refs=0, cross=1.0)
         ctx.report(objective=loss0, lam=lam)
         # the first gradient from the facts (every row has the same a0 and w0 = a0 (1 - a0)):
-        # the run starts with a direction round, not a full one
+        # the run starts with a step round, not a full one
         w0 = a_pos * (1.0 - a_pos)
         start = {"g": a_neg * xneg - a_pos * xpos, "h": w0 * sum_partials(facts, "col_sq"),
                  "sdl": a_neg * (n - n_pos) - a_pos * n_pos, "sw": w0 * n}
@@ -180,6 +180,9 @@ class LogReg(L1Regression):
             return {"kind": "full"}
         if st["next"] == "grad":
             return {"kind": "grad", "idx": np.flatnonzero(m["active"]).astype(np.int64)}
+        if st["next"] == "step" and ctx.cache["refs"] != st["refs"]:
+            st["next"] = "full"  # resumed: the fragments' own sums are not checkpointed
+            return {"kind": "full"}
         idx = m["work"]
         block: Payload = {"kind": st["next"], "idx": idx, "g": m["grad"][idx], "h": m["hdiag"][idx],
                           "beta": m["coef"][idx], "lam": st["lam"], "g0": st["g0"], "h0": st["h0"],
@@ -190,9 +193,6 @@ class LogReg(L1Regression):
         if st["next"] == "dir":
             return block
         local = ctx.cache["local"]
-        if ctx.cache["refs"] != st["refs"]:  # resumed: the fragments' own sums are not checkpointed
-            st["next"] = "full"
-            return {"kind": "full"}
         return PerFragment({f: {**block, "gf": local[f][idx], "sdlf": ctx.cache["local_sdl"][f]}
                             for f in range(ctx.n_fragments)})
 
@@ -383,12 +383,12 @@ class LogReg(L1Regression):
         predicted = float(np.sum(g * delta + lam * (np.abs(beta + delta) - np.abs(beta)))) + st["g0"] * d0
         if self.policy != "priority":  # the baselines: the next block (a full round after a sweep)
             st["next"] = "grad"
-            block = self.baseline_block(ctx, self.columns_per_round)
-            if block is None:
+            following = self.baseline_block(ctx, self.columns_per_round)
+            if following is None:
                 st["next"] = "full"
             else:
                 m["active"][:] = 0
-                m["active"][block] = 1
+                m["active"][following] = 1
         if self.policy == "priority" and block["kind"] == "dir":
             st["next"] = "step"
         if not predicted < 0.0:
