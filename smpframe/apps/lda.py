@@ -8,8 +8,7 @@ Layout
 ------
 * **Documents** are the dataset rows (a ``D x V`` count matrix, CSR); the runtime
   cuts them into fragments of about equal token counts, one per worker by default.
-  A fragment keeps its tokens, their topics ``z`` and its doc-topic counts ``ndk``:
-  the per-token state lives on the workers only, never on the scheduler.
+  A fragment keeps its tokens, their topics ``z`` and its doc-topic counts ``ndk``.
 * **Words** are split into ``B >= F`` blocks (default ``2F``) holding about the same
   number of tokens each (greedy longest-processing-time assignment). Sub-iteration ``s``
   gives fragment ``f`` block ``(c f + s) mod B`` with stride ``c = B // F``, so a
@@ -18,7 +17,9 @@ Layout
   one iteration, in which every token is sampled once. Only the topic totals
   ``n_k`` are shared by all fragments in a round: each starts from the committed
   totals and the scheduler adds up the fragments' changes between rounds.
-* **The scheduler** holds the model: ``nwk`` (``V x K`` word-topic counts), ``nk``
+* **The scheduler** holds the model: each block's rows as the last fragment returned
+  them (sparse, in the sampler's topic order: what the next fragment gets), ``nwk``
+  (``V x K`` word-topic counts, brought up to date with those rows when read), ``nk``
   and ``z``, every token's topic (1 byte a token for ``K <= 256``) in the workers'
   layout (per fragment, grouped by block), so a round's new topics are one contiguous
   copy and a fragment rebuilt elsewhere gets its topics back exactly. What ``init``
@@ -30,7 +31,7 @@ Layout
 A round
 -------
 ``schedule``: per fragment, its block number, the block's current ``nwk`` rows
-(sparse: nonzeros per row, their topics and counts), ``nk`` and a seed. ``push``
+(sparse: nonzeros per row, their topics and counts), the totals ``nk`` and a seed. ``push``
 samples the fragment's tokens of that block in place with
 :func:`lda_kernels.sample_block_sparse` (cost: tokens + nonzeros, never rows x K),
 remembering their previous topics (undone if the same round is pushed again before
@@ -60,7 +61,12 @@ blocks (the saved topics are laid out for those). The fragment then says so in i
 next push (without sampling): in the first case it keeps its topics, in the second its
 new owner draws them from the model's word-topic counts
 (:func:`lda_kernels.draw_from_word_rows`); either way a count round makes the model the
-exact counts of every fragment's topics again before sampling goes on.
+exact counts of every fragment's topics again before sampling goes on. A checkpoint
+holds the topics, the rows and the totals the next round starts from (``nk_prev``),
+so a resume with the same fragments continues the identical chain.
+
+On a GPU worker the sampler is :func:`lda_kernels.sample_block_cuda` (numba.cuda): the
+same exclusivity one level down, over cells of document groups and word sub-blocks.
 
 The data-parallel baseline
 --------------------------

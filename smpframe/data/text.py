@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -16,6 +17,9 @@ from smpframe.data.textio import (
 )
 from smpframe.data import budget
 from smpframe.errors import InputError
+
+if TYPE_CHECKING:
+    from smpframe.api import Dataset, Splits
 
 # A small English stop-word list (function words, pronouns, auxiliaries, contractions).
 STOP_WORDS = frozenset(
@@ -301,7 +305,7 @@ def _guess_format(path: Path) -> str:
 # --------------------------------------------------------------------------- in-memory and split input
 
 
-def corpus_dataset(corpus: Corpus) -> "Dataset":
+def corpus_dataset(corpus: Corpus) -> Dataset:
     """A corpus as LDA's dataset: rows are documents, ``X`` their word counts (CSR ``D x V``)."""
     import scipy.sparse as sp
 
@@ -323,7 +327,7 @@ def corpus_dataset(corpus: Corpus) -> "Dataset":
 
 
 def corpus_splits(path: str | Path, fmt: str | None, vocab: str | Path | None,
-                  stopwords: bool) -> tuple["Splits", list[str] | None]:
+                  stopwords: bool) -> tuple[Splits, list[str] | None]:
     """A corpus file as splits the workers read (:data:`SPLIT_READERS`), and its word names
     when a vocabulary file gives them. Only the header (UCI) and the vocabulary are read here."""
     from smpframe.api import Splits
