@@ -9,8 +9,9 @@ invocation, ``--repeats`` times round robin (default 2; the slow ``lda`` package
 (all of them are in the JSON):
 
 * tokens/s: tokens x iterations / sampling seconds (smpframe: the timed solve,
-  first round dispatched to last commit, data already on the workers; the others:
-  ``fit``/``train`` after the corpus is built);
+  first round dispatched to last commit, data already on the workers, with the app's
+  defaults: 2 vocabulary blocks per worker, one round dispatched ahead; ``--blocks`` and
+  ``--pipeline-depth`` change them; the others: ``fit``/``train`` after the corpus is built);
 * ``ll_per_token``: the joint log p(w, z) / tokens of the final assignments, computed
   the same way for every method (``lda_kernels.log_likelihood``, equal to the
   ``lda`` package's ``loglikelihood()``); tomotopy's own ``ll_per_word`` is listed too;
