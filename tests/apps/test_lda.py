@@ -534,6 +534,32 @@ def test_cli_bad_docword_exits_2_naming_file_and_line(tmp_path):
     assert len(lines) == 1 and f"{bad}:5" in lines[0], proc.stderr
 
 
+def test_uci_docword_read_by_the_workers(small, tmp_path):
+    """A UCI docword file (with an empty document and a vocabulary beside it) read by the
+    two workers, split by documents: the run sees every token and document, names topics'
+    words from the vocabulary, and its ndk rows are the documents' lengths."""
+    corpus = small[0]
+    lines = []
+    for d in range(corpus.n_docs):
+        if d == 7:
+            continue  # an empty document
+        ids, counts = np.unique(corpus.words[corpus.doc_ptr[d]:corpus.doc_ptr[d + 1]],
+                                return_counts=True)
+        lines += [f"{d + 1} {w + 1} {c}" for w, c in zip(ids, counts)]
+    path = tmp_path / "docword.small.txt"
+    path.write_text(f"{corpus.n_docs}\n300\n{len(lines)}\n" + "\n".join(lines) + "\n")
+    (tmp_path / "vocab.small.txt").write_text("\n".join(corpus.vocab) + "\n")
+    result = run_local(LDA(topics=5, alpha=0.1, beta=0.05, iterations=5), data=str(path),
+                       workers=2, quiet=True, **SAFE)
+    s = result.summary
+    lengths = np.diff(corpus.doc_ptr)
+    lengths[7] = 0
+    assert s["read_on"] == "workers" and s["fragments"] == 2 and s["iterations"] == 5
+    assert s["tokens"] == lengths.sum() and s["documents"] == corpus.n_docs
+    assert all(w in corpus.vocab for topic in s["top_words"] for w in topic)
+    np.testing.assert_array_equal(result.model["ndk"].sum(axis=1), lengths)
+
+
 def test_cli_small_run_writes_results(tmp_path):
     data = tmp_path / "corpus.ldac"
     corpus, _, _ = make_corpus(n_docs=1000, n_words=60, n_topics=3, doc_length=30, seed=1)
