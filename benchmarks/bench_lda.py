@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import markdown_table, parser, write_json  # noqa: E402
+from common import bar_chart, markdown_table, parser, write_json  # noqa: E402
 
 METHODS = ["smpframe", "lda", "tomotopy-1", "tomotopy-2"]
 
@@ -239,6 +239,8 @@ def main() -> None:
     print(markdown_table(["method", "M tokens/s (best)", "sampling s", "ll/token",
                           "ll vs lda pkg (%)", "peak MB (per worker)"], rows))
     write_json(a.out, record)
+    bar_chart(a.out, "LDA: sampling throughput (best run)", {row[0]: {"M tokens/s": row[1]} for row in rows},
+              unit="million tokens per second")
 
 
 def argparse_hidden() -> str:

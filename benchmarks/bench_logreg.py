@@ -25,7 +25,7 @@ import warnings
 
 import numpy as np
 
-from common import markdown_table, parser, write_json
+from common import bar_chart, markdown_table, parser, write_json
 from smpframe import run_local
 from smpframe.apps.logreg import LogReg
 from smpframe.data.synthetic import make_text_classification
@@ -100,6 +100,10 @@ def main() -> None:
     names = list(PROBLEMS) if args.problem == "both" else [args.problem]
     records = {name: bench(name, *PROBLEMS[name](), args) for name in names}
     write_json(args.out, records)
+    bar_chart(args.out, f"L1 logistic regression: seconds to the best objective x (1 + {args.rel:g})",
+              {f"{name} {r['n']:,} x {r['d']:,}": {
+                  solver: r[solver] and r[solver]["seconds"]
+                  for solver in ("smpframe", "liblinear (scikit-learn)")} for name, r in records.items()})
 
 
 def bench(name: str, X, y, lam: float, args) -> dict:

@@ -20,7 +20,7 @@ import time
 
 import numpy as np
 
-from common import markdown_table, parser, write_json
+from common import bar_chart, markdown_table, parser, write_json
 from smpframe import run_local
 from smpframe.apps.mf import MatrixFactorization
 from smpframe.data.synthetic import make_ratings, split_ratings
@@ -93,6 +93,9 @@ def main() -> None:
         ["problem", "smpframe test RMSE", "smpframe solve s", "smpframe wall s",
          "surprise test RMSE", "surprise s", "surprise time / smpframe time"], table))
     write_json(args.out, record)
+    bar_chart(args.out, f"MF {args.users} x {args.items}, {len(values):,} ratings, {args.epochs} epochs: solve",
+              {f"rank {rank}": {name: row[name]["seconds"] for name in methods}
+               for rank, row in record["ranks"].items()})
 
 
 if __name__ == "__main__":

@@ -205,23 +205,36 @@ def row_deltas(old_len, old_topic, old_count, new_len, new_topic, new_count, n_t
         for _ in range(new_len[r]):
             dense[new_topic[i_new]] += new_count[i_new]
             i_new += 1
-        for e in range(a, i_old):  # every topic either list names, once
-            k = old_topic[e]
-            if dense[k] != 0:
-                out_row[j] = r
-                out_topic[j] = k
-                out_delta[j] = dense[k]
-                j += 1
-                dense[k] = 0
-        for e in range(b, i_new):
-            k = new_topic[e]
-            if dense[k] != 0:
-                out_row[j] = r
-                out_topic[j] = k
-                out_delta[j] = dense[k]
-                j += 1
-                dense[k] = 0
+        # every topic either list names, once
+        j = _emit_deltas(old_topic, a, i_old, dense, r, out_row, out_topic, out_delta, j)
+        j = _emit_deltas(new_topic, b, i_new, dense, r, out_row, out_topic, out_delta, j)
     return out_row[:j], out_topic[:j], out_delta[:j]
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _smoothing_topic(u, inv, n_topics):
+    """The topic where ``u`` falls in the cumulative sums of ``inv`` (the smoothing
+    bucket's weights, all topics); the last one if rounding leaves ``u`` >= 0."""
+    for k in range(n_topics):
+        u -= inv[k]
+        if u < 0.0:
+            return k
+    return n_topics - 1
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _emit_deltas(topics, lo, hi, dense, r, out_row, out_topic, out_delta, j):
+    """Append row ``r``'s nonzero ``dense`` entries at ``topics[lo:hi]`` from ``j`` on,
+    clearing them; the next free slot."""
+    for e in range(lo, hi):
+        k = topics[e]
+        if dense[k] != 0:
+            out_row[j] = r
+            out_topic[j] = k
+            out_delta[j] = dense[k]
+            j += 1
+            dense[k] = 0
+    return j
 
 
 @njit(cache=True, nogil=True)
@@ -264,13 +277,7 @@ def draw_from_word_rows(words, doc, n_docs, row_len, row_topic, row_count, nk, a
                 new = row_topic[e]
                 break
         if new < 0:  # the smoothing part: b / (n_k + Vb) over every topic
-            u /= beta
-            new = n_topics - 1
-            for k in range(n_topics):
-                u -= inv[k]
-                if u < 0.0:
-                    new = k
-                    break
+            new = _smoothing_topic(u / beta, inv, n_topics)
         z[i] = new
         ndk[doc[i], new] += 1
     dense = np.zeros(n_topics)
@@ -642,13 +649,7 @@ def _gibbs_sweep(token_positions, doc_of_token, z, ndk, nk, alpha, beta, beta_su
                     new = t
                     break
         else:
-            u = (u - q_sum - r_sum) / ab
-            new = n_topics - 1
-            for k in range(n_topics):
-                u -= inv[k]
-                if u < 0.0:
-                    new = k
-                    break
+            new = _smoothing_topic((u - q_sum - r_sum) / ab, inv, n_topics)
 
         # add the token back under its new topic
         s_sum -= ab * inv[new]

@@ -197,7 +197,7 @@ def line_of(path: str, offset: int) -> int:
     return count + 1
 
 
-def _text(split: dict[str, Any]) -> tuple[bytes, int]:
+def split_text(split: dict[str, Any]) -> tuple[bytes, int]:
     """A split's lines, checked to be text, and the byte offset where they begin."""
     from smpframe.data.textio import check_text
 
@@ -205,10 +205,10 @@ def _text(split: dict[str, Any]) -> tuple[bytes, int]:
     data, begin = read_lines(path, split["start"], split["stop"])
     if begin > 0 and data.startswith(b"\xef\xbb\xbf"):
         data = b"   " + data[3:]  # a BOM is only a BOM at the file's start: here, bad text
-    return _in_file(lambda: check_text(data, path), path, begin), begin
+    return in_file(lambda: check_text(data, path), path, begin), begin
 
 
-def _in_file(parse: Callable[[], Any], path: str, begin: int) -> Any:
+def in_file(parse: Callable[[], Any], path: str, begin: int) -> Any:
     """Run ``parse`` on text that begins at byte ``begin``: its errors name the file's line."""
     try:
         return parse()
@@ -223,8 +223,8 @@ def _read_libsvm(split: dict[str, Any]) -> tuple[Rows, Facts]:
 
     from smpframe.data.matrix import parse_libsvm
 
-    data, begin = _text(split)
-    X, y = _in_file(lambda: parse_libsvm(data, split["path"], raw=True), split["path"], begin)
+    data, begin = split_text(split)
+    X, y = in_file(lambda: parse_libsvm(data, split["path"], raw=True), split["path"], begin)
     X = sp.csr_matrix(X, dtype=np.float64)
     return {"X": X, "y": np.asarray(y, dtype=np.float64)}, {
         "min_index": int(X.indices.min()) if X.nnz else None,
@@ -253,8 +253,8 @@ def _libsvm_finish(rows: Rows, plan: dict[str, Any]) -> Rows:
 def _read_csv(split: dict[str, Any]) -> tuple[Rows, Facts]:
     from smpframe.data.dense import parse_csv
 
-    data, begin = _text(split)
-    X = _in_file(lambda: parse_csv(data, split["path"], header=begin == 0), split["path"], begin)
+    data, begin = split_text(split)
+    X = in_file(lambda: parse_csv(data, split["path"], header=begin == 0), split["path"], begin)
     return {"X": X}, {"width": int(X.shape[1]) if X.shape[0] else None, "begin": begin}
 
 

@@ -255,14 +255,7 @@ def load_text(path: str | Path, stopwords: bool = True, min_count: int = 1) -> C
         raise InputError("file is empty", path)
     lines = data.decode("utf-8").rstrip().split("\n")
     stop = STOP_WORDS if stopwords else frozenset()
-    index: dict[str, int] = {}
-    ids: list[int] = []
-    lengths = np.zeros(len(lines), np.int64)
-    for d, line in enumerate(lines):
-        tokens = tokenize(line, stop)
-        ids.extend(index.setdefault(w, len(index)) for w in tokens)
-        lengths[d] = len(tokens)
-    words = np.array(ids, dtype=np.int64)
+    words, lengths, index = _tokenized(lines, stop)
     vocab = list(index)
     if min_count > 1:
         keep = np.bincount(words, minlength=len(vocab)) >= min_count
@@ -359,30 +352,6 @@ def corpus_splits(path: str | Path, fmt: str | None, vocab: str | Path | None,
     return Splits("text", str(path), {"stopwords": bool(stopwords)}), None
 
 
-def _in_split(parse, path: str, begin: int):
-    """Run ``parse`` on lines that begin at byte ``begin``: its errors name the file's line."""
-    from smpframe.data.splits import line_of
-
-    try:
-        return parse()
-    except InputError as exc:
-        if exc.line is None or begin == 0:
-            raise
-        raise InputError(exc.message, path, exc.line + line_of(path, begin) - 1) from None
-
-
-def _split_lines(split: dict) -> tuple[bytes, int]:
-    """The whole lines starting in a split's byte range (checked text) and their offset."""
-    from smpframe.data.splits import read_lines
-    from smpframe.data.textio import check_text
-
-    path = split["path"]
-    data, begin = read_lines(path, split["start"], split["stop"])
-    if begin > 0 and data.startswith(b"\xef\xbb\xbf"):
-        data = b"   " + data[3:]  # a BOM is only a BOM at the file's start
-    return _in_split(lambda: check_text(data, path), path, begin), begin
-
-
 def _is_last(split: dict) -> bool:
     """Whether the split ends the file (then it owns what trails its last document)."""
     from smpframe.data.splits import _size
@@ -437,7 +406,7 @@ def _read_uci_split(split: dict) -> tuple[dict, dict]:
     body, n_docs, n_words = opts["body"], opts["n_docs"], opts["n_words"]
     start = max(split["start"], body)
     data, begin = (b"", split["stop"]) if start >= split["stop"] else \
-        _split_lines({**split, "start": start})
+        _split_text({**split, "start": start})
     prev = None  # the document of the line before this split's first one
     with open_binary(path) as fh:
         if begin > body:
@@ -481,7 +450,7 @@ def _read_uci_split(split: dict) -> tuple[dict, dict]:
                                        "needs its entries grouped by document (--read-on scheduler)")
         return docs, words, counts
 
-    docs, words, counts = _in_split(parse, path, begin)
+    docs, words, counts = _located(parse, path, begin)
     if prev is not None:  # the previous split's last document goes on here: not ours
         own = docs != prev - 1  # (docs are 0-based)
         docs, words, counts = docs[own], words[own], counts[own]
@@ -505,31 +474,34 @@ def _fail(message: str, path: str, line: int) -> None:
 def _read_ldac_split(split: dict) -> tuple[dict, dict]:
     """An LDA-C split: the lines (documents) starting in its byte range."""
     path, opts = split["path"], split["options"]
-    data, begin = _split_lines(split)
+    data, begin = _split_text(split)
     text = _documents(data, path, begin)
     if text is None:
         docs = words = counts = np.zeros(0, np.int64)
         n_lines = 0
     else:
-        docs, words, counts, n_lines = _in_split(lambda: _parse_ldac(text, Path(path)), path, begin)
+        docs, words, counts, n_lines = _located(lambda: _parse_ldac(text, Path(path)), path, begin)
     n_vocab = opts.get("n_vocab")
     if n_vocab is not None and words.size and int(words.max()) >= n_vocab:
         i = int(np.argmax(words >= n_vocab))
         message = (f"word id {words[i]} is out of range for the {n_vocab} words of "
                    f"{opts.get('vocab_file')}")
-        _in_split(lambda: _fail(message, path, int(docs[i]) + 1), path, begin)
+        _located(lambda: _fail(message, path, int(docs[i]) + 1), path, begin)
     width = int(words.max(initial=-1)) + 1
     return {"X": _csr(docs, words, counts, n_lines, width)}, {"max_id": width - 1,
                                                              "n_vocab": n_vocab}
 
 
-def _read_text_split(split: dict) -> tuple[dict, dict]:
-    """A plain-text split: its lines (documents), word ids local to the split (in order of
-    first appearance) until :func:`_text_layout` merges the splits' vocabularies."""
-    data, begin = _split_lines(split)
-    raw = _documents(data, split["path"], begin)
-    lines = [] if raw is None else raw.decode("utf-8").split("\n")
-    stop = STOP_WORDS if split["options"].get("stopwords", True) else frozenset()
+def _split_text(split: dict) -> tuple[bytes, int]:
+    """:func:`smpframe.data.splits.split_text`: a split's checked lines and their offset."""
+    from smpframe.data.splits import split_text
+
+    return split_text(split)
+
+
+def _tokenized(lines: list[str], stop: frozenset) -> tuple[np.ndarray, np.ndarray, dict[str, int]]:
+    """Word ids of every line's tokens (ids in order of first appearance), tokens per
+    line, and the id of each word."""
     index: dict[str, int] = {}
     ids: list[int] = []
     lengths = np.zeros(len(lines), np.int64)
@@ -537,7 +509,24 @@ def _read_text_split(split: dict) -> tuple[dict, dict]:
         tokens = tokenize(line, stop)
         ids.extend(index.setdefault(w, len(index)) for w in tokens)
         lengths[d] = len(tokens)
-    words = np.array(ids, dtype=np.int64)
+    return np.array(ids, dtype=np.int64), lengths, index
+
+
+def _located(parse, path: str, begin: int):
+    """:func:`smpframe.data.splits.in_file`: errors of ``parse`` name the file's line."""
+    from smpframe.data.splits import in_file
+
+    return in_file(parse, path, begin)
+
+
+def _read_text_split(split: dict) -> tuple[dict, dict]:
+    """A plain-text split: its lines (documents), word ids local to the split (in order of
+    first appearance) until :func:`_text_layout` merges the splits' vocabularies."""
+    data, begin = _split_text(split)
+    raw = _documents(data, split["path"], begin)
+    lines = [] if raw is None else raw.decode("utf-8").split("\n")
+    stop = STOP_WORDS if split["options"].get("stopwords", True) else frozenset()
+    words, lengths, index = _tokenized(lines, stop)
     docs = np.repeat(np.arange(len(lines)), lengths)
     X = _csr(docs, words, np.ones(words.size, np.int64), len(lines), len(index))
     return {"X": X, "vocab": np.array(list(index), dtype=str)}, {"vocab": list(index)}

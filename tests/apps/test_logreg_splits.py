@@ -11,6 +11,7 @@ from smpframe import LocalCluster, run_local
 from smpframe.apps.logreg import LogReg
 from smpframe.data.synthetic import make_classification
 from tests.clitools import one_line_error, run_cli
+from tests.parquet_files import write_columns
 
 LAM = 0.003
 TOL = 1e-10
@@ -94,13 +95,8 @@ def test_a_killed_worker_has_its_split_read_again(problem):
 
 
 def test_parquet_read_by_the_workers(tmp_path):
-    pa = pytest.importorskip("pyarrow")
-    pq = pytest.importorskip("pyarrow.parquet")
     X, y, _ = make_classification(n=2000, d=30, density=0.3, n_informative=10, seed=6)
-    dense = X.toarray()
-    path = tmp_path / "d.parquet"
-    pq.write_table(pa.table({**{f"x{j}": dense[:, j] for j in range(30)}, "label": (y > 0) * 1.0}),
-                   str(path), row_group_size=200)
+    path = write_columns(tmp_path / "d.parquet", X.toarray(), 200, label=(y > 0) * 1.0)
     ours = run_local(LogReg(lam=0.005, tol=TOL), data=str(path), quiet=True, workers=3)
     memory = run_local(LogReg(lam=0.005, tol=TOL), data=(X, y), quiet=True)
     assert ours.summary["read_on"] == "workers"

@@ -11,6 +11,7 @@ import pytest
 from sklearn.datasets import dump_svmlight_file
 
 from smpframe import LocalCluster, run_local
+from tests.parquet_files import write_columns
 from smpframe.apps.kmeans import KMeans
 from smpframe.apps.lasso import Lasso
 from smpframe.data.synthetic import make_regression
@@ -76,21 +77,15 @@ def test_a_bad_line_read_by_a_worker_is_named_with_exit_2(tmp_path):
 
 
 def test_parquet_read_by_the_workers(tmp_path):
-    pa = pytest.importorskip("pyarrow")
-    pq = pytest.importorskip("pyarrow.parquet")
     X, y, _ = make_regression(n=2000, d=30, density=0.3, n_informative=10, seed=6)
     dense = X.toarray()
-    path = tmp_path / "d.parquet"
-    pq.write_table(pa.table({**{f"x{j}": dense[:, j] for j in range(30)}, "y": y}), str(path),
-                   row_group_size=200)
+    path = write_columns(tmp_path / "d.parquet", dense, 200, y=y)
     lasso = run_local(Lasso(lam=0.01, tol=TOL), data=str(path), quiet=True, workers=3)
     memory = run_local(Lasso(lam=0.01, tol=TOL), data=(X, y), quiet=True)
     assert lasso.summary["read_on"] == "workers" and lasso.summary["fragments"] == 10
     assert lasso.summary["objective"] == pytest.approx(memory.summary["objective"], rel=1e-9)
     init = dense[[0, 1, 2]].tolist()
-    features = tmp_path / "x.parquet"
-    pq.write_table(pa.table({f"x{j}": dense[:, j] for j in range(30)}), str(features),
-                   row_group_size=300)
+    features = write_columns(tmp_path / "x.parquet", dense, 300)
     ours = run_local(KMeans(k=3, init_centers=init, tol=0.0), data=str(features), quiet=True)
     theirs = run_local(KMeans(k=3, init_centers=init, tol=0.0), data=dense, quiet=True)
     assert ours.summary["inertia"] == pytest.approx(theirs.summary["inertia"], rel=1e-12)
