@@ -74,6 +74,14 @@ def warn_if_unconverged(result: RunResult, what: str) -> None:
                       "raise max_iter or tol", ConvergenceWarning, stacklevel=3)
 
 
+#: the docstring entries of the parameters every estimator has, put where a subclass's
+#: docstring says ``{cluster_parameters}``
+CLUSTER_PARAMETERS = """n_workers : int
+        Worker processes of the cluster started for the fit (when none is open).
+    cluster : smpframe.Cluster, optional
+        Run on this open cluster."""
+
+
 class SMPEstimator(BaseEstimator):
     """Base of the estimators: runs programs with ``n_workers`` / ``cluster``.
 
@@ -84,6 +92,11 @@ class SMPEstimator(BaseEstimator):
 
     n_workers: int
     cluster: Cluster | None
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if cls.__doc__:
+            cls.__doc__ = cls.__doc__.replace("{cluster_parameters}", CLUSTER_PARAMETERS)
 
     def _run(self, program: SMPProgram, data: Any, **options: Any) -> RunResult:
         n_workers = check_positive_int(self.n_workers, "n_workers")

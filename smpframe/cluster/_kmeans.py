@@ -39,10 +39,7 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixin, SM
         Relative tolerance on the squared centre shift.
     random_state : int, RandomState or None
         Seeds of the runs (the run option ``seed``).
-    n_workers : int
-        Worker processes of the cluster started for the fit (when none is open).
-    cluster : smpframe.Cluster, optional
-        Run on this open cluster.
+    {cluster_parameters}
 
     Scipy sparse input is accepted and densified (the program holds dense rows).
 

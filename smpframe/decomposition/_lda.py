@@ -49,10 +49,7 @@ class LatentDirichletAllocation(ClassNamePrefixFeaturesOutMixin, TransformerMixi
         Gibbs sweeps over every token.
     random_state : int, RandomState or None
         Seed of the chain (the run option ``seed``).
-    n_workers : int
-        Worker processes of the cluster started for the fit (when none is open).
-    cluster : smpframe.Cluster, optional
-        Run on this open cluster.
+    {cluster_parameters}
 
     Attributes
     ----------

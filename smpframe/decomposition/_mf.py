@@ -60,10 +60,7 @@ class MatrixFactorization(SMPEstimator):
         Model the mean and per-id biases (off: plain ``w.h``).
     random_state : int, RandomState or None
         Seed of the random initial factors (the run option ``seed``).
-    n_workers : int
-        Worker processes of the cluster started for the fit (when none is open).
-    cluster : smpframe.Cluster, optional
-        Run on this open cluster.
+    {cluster_parameters}
 
     Attributes
     ----------

@@ -43,10 +43,7 @@ class Lasso(RegressorMixin, SMPEstimator):
     max_iter : int
         At most this many rounds (the run option ``max_rounds``); a round updates one
         block of coefficients, or is a full pass that measures the duality gap.
-    n_workers : int
-        Worker processes of the cluster started for the fit (when none is open).
-    cluster : smpframe.Cluster, optional
-        Run on this open cluster.
+    {cluster_parameters}
 
     Attributes
     ----------

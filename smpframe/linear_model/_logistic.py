@@ -43,10 +43,7 @@ class LogisticRegression(ClassifierMixin, SMPEstimator):
         passes (the app's ``tol``).
     max_iter : int
         At most this many rounds per run (``max_rounds``).
-    n_workers : int
-        Worker processes of the cluster started for the fit (when none is open).
-    cluster : smpframe.Cluster, optional
-        Run on this open cluster.
+    {cluster_parameters}
 
     Attributes
     ----------

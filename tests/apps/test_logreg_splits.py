@@ -11,7 +11,7 @@ from smpframe import LocalCluster, run_local
 from smpframe.apps.logreg import LogReg
 from smpframe.data.synthetic import make_classification
 from tests.clitools import one_line_error, run_cli
-from tests.parquet_files import write_columns
+from tests.datafiles import write_columns
 
 LAM = 0.003
 TOL = 1e-10

@@ -19,6 +19,7 @@ from smpframe import run_local
 from smpframe.apps.lasso import Lasso
 from smpframe.examples.pca import PCA
 from tests.clitools import SMPFRAME, TIMEOUT, one_line_error, run_cli
+from tests.datafiles import regression_svm
 
 ray = pytest.importorskip("ray")
 RAY = str(Path(sys.executable).parent / "ray")
@@ -60,13 +61,8 @@ def ray_workers() -> list[str]:
 
 @pytest.fixture(scope="module")
 def svm(tmp_path_factory):
-    from sklearn.datasets import dump_svmlight_file
-
-    from smpframe.data.synthetic import make_regression
-    X, y, _ = make_regression(n=2000, d=3000, density=0.005, n_informative=30, seed=4)
-    path = tmp_path_factory.mktemp("ray") / "d.svm"
-    dump_svmlight_file(X, y, str(path))
-    return str(path)
+    return regression_svm(tmp_path_factory.mktemp("ray") / "d.svm", n=2000, d=3000,
+                          density=0.005, n_informative=30, seed=4)
 
 
 def test_a_run_on_ray_reaches_the_local_optimum_and_leaves_nothing(ray_cluster, svm, tmp_path):

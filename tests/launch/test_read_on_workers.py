@@ -8,24 +8,21 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from sklearn.datasets import dump_svmlight_file
 
 from smpframe import LocalCluster, run_local
-from tests.parquet_files import write_columns
 from smpframe.apps.kmeans import KMeans
 from smpframe.apps.lasso import Lasso
 from smpframe.data.synthetic import make_regression
 from tests.clitools import one_line_error, run_cli
+from tests.datafiles import regression_svm, write_columns
 
 TOL = 1e-9
 
 
 @pytest.fixture(scope="module")
 def svm(tmp_path_factory):
-    X, y, _ = make_regression(n=3000, d=4000, density=0.004, n_informative=40, seed=3)
-    path = tmp_path_factory.mktemp("data") / "d.svm"
-    dump_svmlight_file(X, y, str(path))
-    return str(path)
+    return regression_svm(tmp_path_factory.mktemp("data") / "d.svm", n=3000, d=4000,
+                          density=0.004, n_informative=40, seed=3)
 
 
 def test_lasso_read_by_the_workers_reaches_the_scheduler_read_optimum(svm):
