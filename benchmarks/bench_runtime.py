@@ -29,8 +29,9 @@ import msgpack
 import numpy as np
 import zmq
 
-from common import bar_chart
-from smpframe import Dataset, LocalCluster, SMPProgram
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # common, here and in the workers
+from common import bar_chart  # noqa: E402
+from smpframe import Dataset, LocalCluster, SMPProgram  # noqa: E402
 
 RAW_WORKER = """
 import sys, zmq
