@@ -9,10 +9,14 @@ file, same objective), alternating the two, and reports medians and their ratio:
   (``load_svmlight_file`` + ``celer.Lasso``);
 * K-Means on 270,000 x 3 points (.npy), k = 64, 20 iterations, the same initial
   centres, against scikit-learn (``np.load`` + ``KMeans(algorithm="lloyd")``);
+* MF at rank 50, 20 epochs, on a MovieLens-shaped CSV of 100,000 ratings (bench_mf's
+  shape), against scikit-surprise (``Dataset.load_from_file`` + biased ``SVD``, same rank
+  and epochs);
 * with ``--big``, Lasso on a 200,000 x 100,000 LIBSVM file with 20M nonzeros (about
-  480 MB of text) against celer, once with the workers reading their own splits (the
-  default) and once with the scheduler reading the file (``--read-on scheduler``), and
-  the scheduler process's peak resident memory in each.
+  480 MB of text) against celer, and MF (rank 10, 5 epochs) on 5M ratings of 60,000 users
+  and 20,000 items (about 80 MB) against surprise, each once with the workers reading
+  their own splits (the default) and once with the scheduler reading the file
+  (``--read-on scheduler``), and the scheduler process's peak resident memory in each.
 
 Every smpframe run also gives its solve time and its scheduler's peak memory (from the
 summary it prints).
@@ -50,6 +54,29 @@ X, C = np.load(sys.argv[1]), np.load(sys.argv[2])
 print(KMeans(n_clusters=len(C), init=C, n_init=1, max_iter=20, tol=0.0, algorithm="lloyd").fit(X).inertia_)
 """
 
+SURPRISE = """
+import sys
+from surprise import SVD, Dataset, Reader
+reader = Reader(line_format="user item rating", sep=",", skip_lines=1, rating_scale=(0.5, 5))
+data = Dataset.load_from_file(sys.argv[1], reader).build_full_trainset()
+print(SVD(n_factors=int(sys.argv[2]), n_epochs=int(sys.argv[3]), random_state=0).fit(data).bu.size)
+"""
+
+
+def ratings_file(folder: Path, users: int, items: int, ratings: int) -> Path:
+    """A ratings CSV (header, then user,item,rating lines), written once."""
+    path = folder / f"ratings-{users}x{items}-{ratings}.csv"
+    if not path.exists():
+        from smpframe.data.synthetic import make_ratings
+
+        u, i, v = make_ratings(n_users=users, n_items=items, n_ratings=ratings, seed=0)
+        order = np.random.default_rng(1).permutation(len(v))  # no id's ratings in one place
+        lines = np.char.add(np.char.add(np.char.add(u[order].astype(str), ","),
+                                        np.char.add(i[order].astype(str), ",")),
+                            np.char.mod("%.1f", v[order]))
+        path.write_text("user,item,rating\n" + "\n".join(lines.tolist()) + "\n")
+    return path
+
 
 def lasso_file(folder: Path, n: int, d: int, density: float) -> tuple[Path, float]:
     """A LIBSVM regression file and its lambda = 0.1 lambda_max (both written once, so
@@ -84,11 +111,19 @@ def make_files(folder: Path, big: bool) -> dict[str, list[list[str]]]:
                                     "--quiet"],
                                    [sys.executable, "-c", SKLEARN_KMEANS, str(npy), str(init)]],
     }
+    csv = ratings_file(folder, 671, 9066, 100_000)
+    cases["mf rank 50 vs surprise"] = [
+        [*smpframe, "mf", "--data", str(csv), "--rank", "50", "--epochs", "20", "--quiet"],
+        [sys.executable, "-c", SURPRISE, str(csv), "50", "20"]]
     if big:
         svm, lam = lasso_file(folder, 200_000, 100_000, 0.001)
         ours = [*smpframe, "lasso", "--data", str(svm), "--lambda", repr(lam), "--quiet"]
         cases["lasso 200k x 100k vs celer"] = [ours, [*ours, "--read-on", "scheduler"],
                                                [sys.executable, "-c", CELER, str(svm), repr(lam)]]
+        csv = ratings_file(folder, 60_000, 20_000, 5_000_000)
+        ours = [*smpframe, "mf", "--data", str(csv), "--rank", "10", "--epochs", "5", "--quiet"]
+        cases["mf 5M ratings vs surprise"] = [ours, [*ours, "--read-on", "scheduler"],
+                                              [sys.executable, "-c", SURPRISE, str(csv), "10", "5"]]
     return cases
 
 

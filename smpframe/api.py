@@ -31,7 +31,7 @@ import operator
 import os
 import time
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import numpy as np
 
@@ -101,19 +101,24 @@ class Dataset:
 
     def bounds(self, n_fragments: int) -> list[tuple[int, int]]:
         """Contiguous row ranges with about equal weight, none empty."""
-        n = self.n_rows
-        n_fragments = max(1, min(n_fragments, n))
-        cum = np.cumsum(self.row_weights())
-        targets = cum[-1] * np.arange(1, n_fragments) / n_fragments
-        cuts = np.searchsorted(cum, targets, side="left") + 1
-        cuts = np.clip(cuts, np.arange(1, n_fragments), n - n_fragments + np.arange(1, n_fragments))
-        cuts = np.maximum.accumulate(cuts)
-        edges = [0, *[int(c) for c in cuts], n]
-        return [(edges[i], edges[i + 1]) for i in range(n_fragments)]
+        return balanced_bounds(self.row_weights(), n_fragments)
 
     def fragment(self, start: int, stop: int) -> Payload:
         """The rows ``start:stop`` of every value (sparse matrices stay sparse)."""
         return {name: value[start:stop] for name, value in self.rows.items()}
+
+
+def balanced_bounds(weights: np.ndarray, n_fragments: int) -> list[tuple[int, int]]:
+    """Contiguous ranges of ``len(weights)`` rows with about equal total weight, none empty."""
+    n = len(weights)
+    n_fragments = max(1, min(n_fragments, n))
+    cum = np.cumsum(weights)
+    targets = cum[-1] * np.arange(1, n_fragments) / n_fragments
+    cuts = np.searchsorted(cum, targets, side="left") + 1
+    cuts = np.clip(cuts, np.arange(1, n_fragments), n - n_fragments + np.arange(1, n_fragments))
+    cuts = np.maximum.accumulate(cuts)
+    edges = [0, *[int(c) for c in cuts], n]
+    return [(edges[i], edges[i + 1]) for i in range(n_fragments)]
 
 
 @dataclass
@@ -127,7 +132,9 @@ class Splits:
     given the reader's ``options``); each worker reads its own,
     and what ``init`` needs of the whole file arrives as ``ctx.facts``, one
     :meth:`SMPProgram.describe` per fragment. ``meta`` is extended with ``n_rows``
-    and the reader's layout (``width``) before any fragment is loaded.
+    and the reader's layout (``width``) before any fragment is loaded. ``assemble``, if
+    given, turns the whole file's rows (:meth:`read`, ``--read-on scheduler``) into the
+    program's in-memory :class:`Dataset` when that is not the reader's rows as they are.
     """
 
     reader: str
@@ -135,6 +142,7 @@ class Splits:
     options: dict[str, Any] = field(default_factory=dict)
     meta: dict[str, Any] = field(default_factory=dict)
     parts: list[dict[str, Any]] = field(default_factory=list)
+    assemble: Callable[[Dataset], Dataset] | None = None
 
     def __post_init__(self) -> None:
         if "://" not in self.path:  # a URL (fsspec) is the same everywhere; a path is made so
@@ -153,7 +161,8 @@ class Splits:
 
         plan: dict[str, Any] = {}
         rows = splits.read_whole(self.reader, self.path, self.options, plan)
-        return Dataset(rows=rows, meta={**self.meta, **plan})
+        dataset = Dataset(rows=rows, meta={**self.meta, **plan})
+        return dataset if self.assemble is None else self.assemble(dataset)
 
 
 @dataclass

@@ -256,7 +256,7 @@ class KMeans(SMPProgram):
 
     # ---- scheduler ------------------------------------------------------------------
     def load_data(self, source: Any) -> Dataset | Splits:
-        from smpframe.apps.l1 import is_path
+        from smpframe.data.splits import is_path
         from smpframe.data.dense import check_dense, guess_format, load_dense, make_blobs
 
         if is_path(source) and (self.fmt or guess_format(str(source))) in ("npy", "csv", "parquet"):

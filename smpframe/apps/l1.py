@@ -10,6 +10,7 @@ import scipy.sparse as sp
 
 from smpframe.errors import InputError
 from smpframe.api import Dataset, SMPProgram, Splits
+from smpframe.data.splits import is_path
 
 
 class L1Regression(SMPProgram):
@@ -140,11 +141,6 @@ def check(ok: bool, option: str, value: Any, why: str) -> None:
     """Raise InputError ``option value: why`` unless ``ok`` (parameter checks)."""
     if not ok:
         raise InputError(f"{option} {value}: {why}")
-
-
-def is_path(source: Any) -> bool:
-    """Whether a ``load_data`` source names a file (else: arrays, or None for built-in data)."""
-    return isinstance(source, (str, bytes)) or hasattr(source, "__fspath__")
 
 
 def load_regression_source(source: Any, fmt: str | None, labels: str | None,

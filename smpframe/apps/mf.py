@@ -18,9 +18,12 @@ import scipy.sparse as sp
 
 from smpframe.apps import mf_kernels as K
 from smpframe.arrays import compiled_kernels
+from smpframe.data.rating_splits import decode_ids, ratings_splits
+from smpframe.data.splits import is_path
 from smpframe.errors import InputError
-from smpframe.api import (Dataset, Fragment, Payload, SchedulerContext, SMPProgram, WorkerContext,
-                          concat_partials, expect_array, sum_partials)
+from smpframe.api import (Dataset, Fragment, Payload, SchedulerContext, SMPProgram, Splits,
+                          WorkerContext, balanced_bounds, concat_partials, expect_array,
+                          sum_partials)
 
 
 class MatrixFactorization(SMPProgram):
@@ -101,6 +104,11 @@ class MatrixFactorization(SMPProgram):
     ``(users, items, values)`` tuple, or ``{"train": (...), "test": (...)}``; none:
     the built-in MovieLens-shaped synthetic set (:func:`smpframe.data.synthetic.make_ratings`),
     of which a random 20% is held out as the test set unless ``test`` is given.
+    A file is read by the workers (:mod:`smpframe.data.rating_splits`): the splits' ids
+    and counts arrive as facts, ``init`` gives each fragment its id ranges, and each
+    worker gathers its fragment's ratings from every split (:func:`_own_ratings`), so
+    the scheduler never holds them. The data-parallel baseline reads on the scheduler
+    (its loss is computed there, from the ratings).
 
     Parameters
     ----------
@@ -139,6 +147,9 @@ class MatrixFactorization(SMPProgram):
     """
 
     name = "mf"
+    reads_splits = True  # a ratings file: each worker gathers its ids' ratings itself
+    #: one fragment a worker: a worker reading a file scans all of it once per fragment
+    fragments_per_worker = 1
     gpu = True  # the array path (kernel="array", and every GPU worker) runs on wctx.xp
     cli_flags = {"lam": "--lambda", "fmt": "--format", "policy": "--schedule"}
 
@@ -197,59 +208,77 @@ class MatrixFactorization(SMPProgram):
         return int(self.rank) + int(bool(self.biases))
 
     # ---- scheduler ------------------------------------------------------------------
-    def load_data(self, source: Any) -> Dataset:
+    def load_data(self, source: Any) -> Dataset | Splits:
+        if self.reads_splits and not self._data_parallel and is_path(source):
+            splits = ratings_splits(str(source), self.fmt)
+            if splits is not None:  # the workers read it (or, --read-on scheduler, this process)
+                self._set_test(_test_file(self.params))
+                splits.assemble = self._assemble
+                return splits
         train, test = _read_source(source, self.params)
-        users, items, values, user_ids, item_ids = train
+        self._set_test(test)
+        return self._dataset(*train)
+
+    def _set_test(self, test: tuple[np.ndarray, np.ndarray, np.ndarray] | None) -> None:
+        if test is not None and not np.isfinite(test[2]).all():
+            raise InputError("test ratings contain NaN or Inf")
+        self._test = None if test is None else (test[0], test[1], np.asarray(test[2], np.float64))
+
+    def _assemble(self, dataset: Dataset) -> Dataset:
+        """A ratings file read whole here (``--read-on scheduler``), as in-memory ratings."""
+        rows, meta = dataset.rows, dataset.meta
+        return self._dataset(rows["users"], rows["items"], rows["values"],
+                             decode_ids(meta["user_ids"]), decode_ids(meta["item_ids"]))
+
+    def _dataset(self, users: np.ndarray, items: np.ndarray, values: np.ndarray,
+                 user_ids: np.ndarray, item_ids: np.ndarray) -> Dataset:
+        """Ratings held here: each fragment's rows (its local ids' ratings, and in mode
+        ``sides`` its other-side ids') are shipped to its worker."""
         if not np.isfinite(values).all():
             raise InputError("ratings contain NaN or Inf")
         n_users, n_items = len(user_ids), len(item_ids)
         local_users = n_users > n_items
         a, b = (users, items) if local_users else (items, users)
         n_a, n_b = (n_users, n_items) if local_users else (n_items, n_users)
-        order = np.argsort(a, kind="stable")
-        indptr = np.zeros(n_a + 1, np.int64)
-        np.cumsum(np.bincount(a, minlength=n_a), out=indptr[1:])
-        # built from components: duplicate (user, item) pairs stay separate ratings
-        R = sp.csr_matrix((values[order].astype(np.float64), b[order].astype(np.int32), indptr),
-                          shape=(n_a, n_b))
         self._ids = (user_ids, item_ids)
-        self._test = None
-        if test is not None:
-            t_users, t_items, t_values = test
-            if not np.isfinite(t_values).all():
-                raise InputError("test ratings contain NaN or Inf")
-            self._test = (t_users, t_items, np.asarray(t_values, dtype=np.float64))
-        mu = float(values.mean()) if self.biases else 0.0
-        mode = "sgd" if self._data_parallel else self.mode
-        if mode == "auto":
-            mode = pick_mode(len(values), n_a, n_b, self._dim, int(self.inner))
+        mode = self._pick_mode(len(values), n_a, n_b)
         meta = {"n_a": n_a, "n_b": n_b, "local": "users" if local_users else "items",
-                "mu": mu, "n_ratings": int(len(values)), "mode": mode}
-        rows = {"R": R, "a": np.arange(n_a, dtype=np.int64)}
+                "mu": float(values.mean()) if self.biases else 0.0,
+                "n_ratings": int(len(values)), "mode": mode}
+        # built from components: duplicate (user, item) pairs stay separate ratings
+        rows = {"R": _csr([(a, b, values)], n_a, n_b), "a": np.arange(n_a, dtype=np.int64)}
         if mode == "sides":
             rows.update(_other_side_rows(a, b, values, n_a, n_b))
         return Dataset(rows=rows, meta=meta)
 
+    def _pick_mode(self, n_ratings: int, n_a: int, n_b: int) -> str:
+        mode = "sgd" if self._data_parallel else self.mode
+        return pick_mode(n_ratings, n_a, n_b, self._dim, int(self.inner)) if mode == "auto" else mode
+
+    def describe(self, wctx: WorkerContext, fragment: Fragment, data: Payload) -> Payload:
+        """A split's ratings per user and item, and its rating sums (for ``init``);
+        nothing for ratings held on the scheduler."""
+        if "R" in data:
+            return {}
+        v = np.asarray(data["values"], dtype=np.float64)
+        facts = {"users": np.bincount(data["users"]), "items": np.bincount(data["items"]),
+                 "n": int(v.size), "sum": float(v.sum()), "sumsq": float(v @ v)}
+        if v.size:
+            facts.update(low=float(v.min()), high=float(v.max()))
+        return facts
+
     def init(self, ctx: SchedulerContext) -> None:
         p, meta = self.params, ctx.dataset.meta
-        R = ctx.dataset.rows["R"]
+        cache = self._layout_from_rows(ctx) if ctx.has_rows else self._layout_from_facts(ctx)
+        ctx.cache = cache
         dim, n_a, n_b = self._dim, meta["n_a"], meta["n_b"]
-        # every fragment's distinct other-side ids: where its partial sums go
-        b_of = [np.unique(R.indices[R.indptr[lo]:R.indptr[hi]]).astype(np.int64)
-                for lo, hi in ctx.bounds]
-        mode = meta["mode"]
-        user_ids, item_ids = self._ids if self._ids is not None else (np.arange(0), np.arange(0))
-        ctx.cache = {"b_of": b_of, "b_all": np.concatenate(b_of), "mode": mode,
-                     "owned": [int(np.count_nonzero(ctx.dataset.rows["j"][lo:hi] >= 0))
-                               for lo, hi in ctx.bounds] if mode == "sides" else None,
-                     "user_ids": user_ids, "item_ids": item_ids,
-                     "range": (float(R.data.min()), float(R.data.max()))}
-        if self._data_parallel:  # for the merge (fragments per row) and the loss (the ratings)
-            ctx.cache.update(b_copies=np.bincount(ctx.cache["b_all"], minlength=n_b),
-                             count_b=np.bincount(R.indices, minlength=n_b),
-                             indptr=R.indptr.astype(np.int64), indices=R.indices.astype(np.int64))
+        if self._data_parallel:  # the loss is computed here, from the ratings held here
+            R = ctx.dataset.rows["R"]
+            cache.update(count_b=np.bincount(R.indices, minlength=n_b),
+                         indptr=R.indptr.astype(np.int64), indices=R.indices.astype(np.int64))
         if self._test is not None:
-            ctx.cache["test"] = _map_test(self._test, user_ids, item_ids, meta["local"])
+            cache["test"] = _map_test(self._test, cache["user_ids"], cache["item_ids"],
+                                      meta["local"])
         B = float(p["init_scale"]) * ctx.rng.standard_normal((n_b, dim))
         if p["biases"]:
             B[:, 0] = 0.0
@@ -258,11 +287,50 @@ class MatrixFactorization(SMPProgram):
             A[:, int(bool(p["biases"])):] = float(p["init_scale"]) * ctx.rng.standard_normal(
                 (n_a, int(p["rank"])))
         ctx.model.update(A=A, B=B, mu=np.array([meta["mu"]]))
-        e0 = R.data - meta["mu"]
         ctx.state.update(epoch=0, step=0, history=[], objective=None)
         if self._data_parallel:
             ctx.state["seed"] = int(ctx.rng.integers(0, 2**31 - 1))
-        self._record_epoch(ctx, float(e0 @ e0))
+        self._record_epoch(ctx, cache.pop("loss0"))
+
+    def _layout_from_rows(self, ctx: SchedulerContext) -> dict[str, Any]:
+        """Who owns what, the ids and the first loss, for ratings held here."""
+        rows, meta = ctx.dataset.rows, ctx.dataset.meta
+        R = rows["R"]
+        e0 = R.data - meta["mu"]
+        slot = np.flatnonzero(rows["j"] >= 0) if meta["mode"] == "sides" else None
+        user_ids, item_ids = self._ids if self._ids is not None else (np.arange(0), np.arange(0))
+        return _ownership(ctx.bounds, slot, ctx.n_fragments, mode=meta["mode"], user_ids=user_ids,
+                          item_ids=item_ids, range=(float(R.data.min()), float(R.data.max())),
+                          loss0=float(e0 @ e0))
+
+    def _layout_from_facts(self, ctx: SchedulerContext) -> dict[str, Any]:
+        """The same from the splits' facts (the workers hold the ratings): the sizes, the
+        mean, the schedule and the fragments' id ranges, balanced as for ratings held here."""
+        meta = ctx.dataset.meta
+        facts = [ctx.facts[f] for f in range(ctx.n_fragments)]
+        user_ids, item_ids = decode_ids(meta["user_ids"]), decode_ids(meta["item_ids"])
+        count_u = _add_counts([f["users"] for f in facts], len(user_ids))
+        count_i = _add_counts([f["items"] for f in facts], len(item_ids))
+        n = sum(f["n"] for f in facts)
+        total, sumsq = sum(f["sum"] for f in facts), sum(f["sumsq"] for f in facts)
+        local_users = len(user_ids) > len(item_ids)
+        count_a, count_b = (count_u, count_i) if local_users else (count_i, count_u)
+        n_a, n_b = len(count_a), len(count_b)
+        mu = total / n if self.biases else 0.0
+        mode = self._pick_mode(n, n_a, n_b)
+        meta.update(n_a=n_a, n_b=n_b, local="users" if local_users else "items", mu=mu,
+                    n_ratings=n, mode=mode)  # what the workers' loads read
+        weights = 1.0 + count_a  # as Dataset.row_weights weighs the rows held here
+        slot = None
+        if mode == "sides":
+            slot = _slots(count_a, count_b)
+            np.add.at(weights, slot, count_b)
+        return _ownership(balanced_bounds(weights, ctx.n_fragments), slot, ctx.n_fragments,
+                          mode=mode,
+                          user_ids=user_ids, item_ids=item_ids,
+                          range=(min(f["low"] for f in facts if f["n"]),
+                                 max(f["high"] for f in facts if f["n"])),
+                          loss0=max(sumsq - 2.0 * mu * total + n * mu * mu, 0.0))
 
     def warm_up(self, role: str, xp: Any) -> None:
         if role == "scheduler" or compiled_kernels(xp, self.kernel):
@@ -295,8 +363,15 @@ class MatrixFactorization(SMPProgram):
 
     def check_partial(self, ctx: SchedulerContext, block: Payload, fragment: int,
                       partial: Payload) -> None:
-        start, stop = ctx.bounds[fragment]
-        rows, others = stop - start, len(ctx.cache["b_of"][fragment])
+        start, stop = ctx.cache["own_a"][fragment]
+        rows = stop - start
+        if block["kind"] == "side":
+            start, stop = (start, stop) if block["side"] == "a" else ctx.cache["own_b"][fragment]
+            expect_array(partial, "rows", (stop - start, self._dim))
+            if not isinstance(partial.get("ee"), float):
+                raise ValueError("'ee' must be a float")
+            return
+        others = _expect_ids(partial, "b", ctx.dataset.meta["n_b"])
         if block["kind"] == "epoch":
             dim = self._dim
             expect_array(partial, "a", (rows, dim))
@@ -306,12 +381,6 @@ class MatrixFactorization(SMPProgram):
         if block["kind"] == "sgd":
             expect_array(partial, "a", (rows, self._dim))
             expect_array(partial, "db", (others, self._dim))
-            return
-        if block["kind"] == "side":
-            owned = rows if block["side"] == "a" else ctx.cache["owned"][fragment]
-            expect_array(partial, "rows", (owned, self._dim))
-            if not isinstance(partial.get("ee"), float):
-                raise ValueError("'ee' must be a float")
             return
         for key, size in (("num_a", rows), ("den_a", rows), ("num_b", others), ("den_b", others)):
             expect_array(partial, key, (size,))
@@ -336,16 +405,15 @@ class MatrixFactorization(SMPProgram):
         return update
 
     def _commit_epoch(self, ctx: SchedulerContext, partials: dict[int, Payload]) -> tuple[Payload, float]:
-        model, cache = ctx.model, ctx.cache
+        model = ctx.model
         new_a = concat_partials(partials, "a")
         dim = new_a.shape[1]
         n_b = model["B"].shape[0]
         c = np.zeros((n_b, dim))
         g = np.zeros((n_b, dim * (dim + 1) // 2))
-        for f, q in partials.items():
-            ids = cache["b_of"][f]
-            c[ids] += q["c"]
-            g[ids] += q["g"]
+        for q in partials.values():  # each fragment's sums over the other-side ids it rates
+            c[q["b"]] += q["c"]
+            g[q["b"]] += q["g"]
         new_b = model["B"].copy()
         K.solve_rows(g, c, new_b, float(self.lam), int(self.inner))
         loss = K.side_loss(g, c, new_b, float(sum_partials(partials, "yy")))
@@ -369,9 +437,10 @@ class MatrixFactorization(SMPProgram):
         model, cache = ctx.model, ctx.cache
         new_a = concat_partials(partials, "a")
         step = np.zeros_like(model["B"])
-        for f, q in partials.items():
-            step[cache["b_of"][f]] += q["db"]
-        new_b = model["B"] + step / np.maximum(cache["b_copies"], 1)[:, None]
+        for q in partials.values():
+            step[q["b"]] += q["db"]
+        copies = np.bincount(concat_partials(partials, "b"), minlength=len(step))
+        new_b = model["B"] + step / np.maximum(copies, 1)[:, None]
         model["A"], model["B"] = new_a, new_b
         R = ctx.dataset.rows["R"]
         e = K.residuals(cache["indptr"], cache["indices"], R.data, float(model["mu"][0]), new_a,
@@ -380,12 +449,13 @@ class MatrixFactorization(SMPProgram):
 
     def _commit_column(self, ctx: SchedulerContext, block: Payload,
                        partials: dict[int, Payload]) -> tuple[Payload, float]:
-        model, cache = ctx.model, ctx.cache
+        model = ctx.model
         lam = float(self.lam)
         num_a, den_a = concat_partials(partials, "num_a"), concat_partials(partials, "den_a")
         n_b = model["B"].shape[0]
-        num_b = np.bincount(cache["b_all"], concat_partials(partials, "num_b"), n_b)
-        den_b = np.bincount(cache["b_all"], concat_partials(partials, "den_b"), n_b)
+        b_all = concat_partials(partials, "b")
+        num_b = np.bincount(b_all, concat_partials(partials, "num_b"), n_b)
+        den_b = np.bincount(b_all, concat_partials(partials, "den_b"), n_b)
         new_a = _ratio(num_a, den_a, lam)
         new_b = _ratio(num_b, den_b, lam)
         col = int(block["col"])
@@ -417,9 +487,15 @@ class MatrixFactorization(SMPProgram):
         return previous is not None and tol > 0 and previous - entry["objective"] <= tol * abs(previous)
 
     def snapshot(self, ctx: SchedulerContext, fragment: int) -> Payload:
-        out = {"A": ctx.model["A"], "B": ctx.model["B"], "mu": ctx.model["mu"]}
+        cache = ctx.cache
+        out = {"A": ctx.model["A"], "B": ctx.model["B"], "mu": ctx.model["mu"],
+               "own_a": np.array(cache["own_a"][fragment], dtype=np.int64)}
+        if cache["own_b"] is not None:
+            out["own_b"] = np.array(cache["own_b"][fragment], dtype=np.int64)
+        if not ctx.has_rows:  # every split: the fragment's ratings may be in any of them
+            out["splits"] = ctx.dataset.parts
         if self._data_parallel:
-            out["count_b"] = ctx.cache["count_b"]
+            out["count_b"] = cache["count_b"]
         return out
 
     def expected_rounds(self, ctx: SchedulerContext) -> int:
@@ -465,6 +541,8 @@ class MatrixFactorization(SMPProgram):
                              "(its SGD pass is sequential)")
         xp = None if compiled else wctx.xp  # None: the compiled loops, on host arrays
         put = np.ascontiguousarray if xp is None else xp.asarray
+        if "R" not in data:  # a split this worker read: gather the ratings of the fragment's ids
+            data = _own_ratings(wctx.meta, fragment, data, model)
         R = data["R"]
         frag = {"xp": xp, "mu": float(model["mu"][0])}
         if mode == "sides":
@@ -472,14 +550,13 @@ class MatrixFactorization(SMPProgram):
             # each copy of the ratings indexes them by global id, and the fragment's own
             # rows are a contiguous range of each side
             wctx.shared.update(A=put(model["A"]), B=put(model["B"]))
-            T, owner = data["T"], np.asarray(data["j"], dtype=np.int64)
-            keep = owner >= 0  # the slots between own ids hold no ratings
-            own_b = owner[keep]
+            T = data["T"]
+            keep = np.asarray(data["j"]) >= 0  # the slots between own ids hold no ratings
             frag.update(by_a=_grouped(xp, R.indptr, R.indices, R.data),
                         by_b=_grouped(xp, np.append(np.asarray(T.indptr[:-1])[keep], T.indptr[-1]),
                                       T.indices, T.data),
-                        own_a=(fragment.start, fragment.stop),
-                        own_b=(int(own_b[0]), int(own_b[-1]) + 1) if own_b.size else (0, 0))
+                        own_a=tuple(int(x) for x in model["own_a"]),
+                        own_b=tuple(int(x) for x in model["own_b"]))
             return frag
         a_rows = np.asarray(data["a"], dtype=np.int64)
         b_ids, lb = np.unique(np.asarray(R.indices, dtype=np.int64), return_inverse=True)
@@ -508,19 +585,20 @@ class MatrixFactorization(SMPProgram):
         if block["kind"] == "epoch":
             new_a, c, gram, yy = _kernel(f, g, K.epoch_partials, K.epoch_partials_array, g["r"],
                                          f["mu"], f["A"], f["B"], lam, sweeps, biases, f["b"].size)
-            return {"a": new_a, "c": c, "g": gram, "yy": float(yy)}
+            return {"a": new_a, "b": f["b"], "c": c, "g": gram, "yy": float(yy)}
         if block["kind"] == "sgd":
             order = np.random.default_rng([int(block["seed"]), fragment.id]).permutation(g["r"].size)
             new_a, new_b = K.sgd_epoch(g["indptr"], g["lb"], g["r"], f["mu"], f["A"], f["B"],
                                        f["count_b"], order, lam, float(block["lr"]), biases)
-            return {"a": new_a, "db": new_b - f["B"]}
+            return {"a": new_a, "b": f["b"], "db": new_b - f["B"]}
         if block["kind"] == "bias":
             out = _kernel(f, g, K.bias_partials, K.bias_partials_array, f["e"], f["A"], f["B"],
                           lam, f["b"].size)
         else:
             out = _kernel(f, g, K.factor_partials, K.factor_partials_array, f["e"], f["A"], f["B"],
                           int(block["col"]), lam, f["b"].size)
-        return dict(zip(("num_a", "den_a", "num_b", "den_b", "rr"), (*out[:4], float(out[4]))))
+        return {"b": f["b"], **dict(zip(("num_a", "den_a", "num_b", "den_b", "rr"),
+                                        (*out[:4], float(out[4]))))}
 
     def sync_worker(self, wctx: WorkerContext, update: Payload) -> None:
         if update["kind"] == "side":  # the worker's one copy of the committed side
@@ -595,21 +673,107 @@ def _other_side_rows(a: np.ndarray, b: np.ndarray, values: np.ndarray, n_a: int,
     the local rows' share before the slot, so every contiguous row range holds about
     the same share of both sides' ratings (fragments balance both rounds).
     """
-    count_b = np.bincount(b, minlength=n_b)
-    before = np.cumsum(count_b) - count_b
-    slot = np.searchsorted(np.cumsum(np.bincount(a, minlength=n_a)), before, side="right")
-    k = np.arange(n_b)
-    slot = np.minimum(np.maximum.accumulate(slot - k), n_a - n_b) + k  # rising, all fit
-    per_slot = np.zeros(n_a, np.int64)
-    per_slot[slot] = count_b
-    indptr = np.zeros(n_a + 1, np.int64)
-    np.cumsum(per_slot, out=indptr[1:])
-    order = np.argsort(b, kind="stable")
-    T = sp.csr_matrix((values[order].astype(np.float64), a[order].astype(np.int32), indptr),
-                      shape=(n_a, n_a))
+    slot = _slots(np.bincount(a, minlength=n_a), np.bincount(b, minlength=n_b))
     owner = np.full(n_a, -1, np.int64)
-    owner[slot] = k
-    return {"T": T, "j": owner}
+    owner[slot] = np.arange(n_b)
+    return {"T": _csr([(slot[b], a, values)], n_a, n_a), "j": owner}
+
+
+def _slots(count_a: np.ndarray, count_b: np.ndarray) -> np.ndarray:
+    """Other id j's slot (rising with j), from the ratings per local and per other id."""
+    n_a, n_b = len(count_a), len(count_b)
+    before = np.cumsum(count_b) - count_b
+    slot = np.searchsorted(np.cumsum(count_a), before, side="right")
+    k = np.arange(n_b)
+    return np.minimum(np.maximum.accumulate(slot - k), n_a - n_b) + k  # rising, all fit
+
+
+def _csr(parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]], n_rows: int,
+         n_cols: int) -> sp.csr_matrix:
+    """(row, column, value) triplets as CSR, each row's entries in the triplets' order
+    (built from components: duplicate pairs stay separate ratings)."""
+    rows, cols, values = (np.concatenate(x) for x in zip(*parts))
+    order = np.argsort(rows, kind="stable")
+    indptr = np.zeros(n_rows + 1, np.int64)
+    np.cumsum(np.bincount(rows, minlength=n_rows), out=indptr[1:])
+    return sp.csr_matrix((values[order].astype(np.float64), cols[order].astype(np.int32), indptr),
+                         shape=(n_rows, n_cols))
+
+
+def _ownership(own_a: list[tuple[int, int]], slot: np.ndarray | None, n_fragments: int,
+               **cache: Any) -> dict[str, Any]:
+    """The init cache with who updates what: fragment f the local rows ``own_a[f]`` and, in
+    mode ``sides``, the other-side ids whose slot is among them (``own_b[f]``)."""
+    end = own_a[-1][1]
+    own_a = own_a + [(end, end)] * (n_fragments - len(own_a))  # more splits than local ids
+    own_b = None if slot is None else [(int(np.searchsorted(slot, lo)), int(np.searchsorted(slot, hi)))
+                                       for lo, hi in own_a]
+    return {"own_a": own_a, "own_b": own_b, **cache}
+
+
+def _add_counts(counts: list[np.ndarray], n: int) -> np.ndarray:
+    """Per-id counts of the splits (each as long as its largest id) summed to ``n`` ids."""
+    total = np.zeros(n, np.int64)
+    for c in counts:
+        c = np.asarray(c, dtype=np.int64)
+        if c.size > n:
+            raise ValueError(f"counts for {c.size} ids, but the file has {n}")
+        total[:c.size] += c
+    return total
+
+
+def _own_ratings(meta: Mapping[str, Any], fragment: Fragment, data: Payload,
+                 model: Payload) -> dict[str, Any]:
+    """The ratings of a fragment's own ids, as the scheduler would ship them: gathered from
+    every split of the file (an id's ratings may be anywhere in it), its own split (``data``,
+    already read) and the others, read here one at a time and kept only where they belong."""
+    from smpframe.data import splits
+
+    lo, hi = (int(x) for x in model["own_a"])
+    lo_b, hi_b = (int(x) for x in model["own_b"]) if "own_b" in model else (0, 0)
+    local_users = meta["local"] == "users"
+    by_a, by_b = [], []
+    for piece in _pieces(model["splits"], fragment.id):
+        rows = data if piece is None else splits.finish(piece, splits.read(piece)[0], meta)
+        a, b = (rows["users"], rows["items"]) if local_users else (rows["items"], rows["users"])
+        values = rows["values"]
+        mine = (a >= lo) & (a < hi)
+        by_a.append((a[mine] - lo, b[mine], values[mine]))
+        mine = (b >= lo_b) & (b < hi_b)
+        by_b.append((b[mine] - lo_b, a[mine], values[mine]))
+    out = {"R": _csr(by_a, hi - lo, meta["n_b"]), "a": np.arange(lo, hi, dtype=np.int64)}
+    if "own_b" in model:
+        out.update(T=_csr(by_b, hi_b - lo_b, meta["n_a"]), j=np.arange(lo_b, hi_b, dtype=np.int64))
+    return out
+
+
+GATHER_CHUNK_BYTES = 16 << 20
+"""How much of another split a worker parses at a time while it gathers its ratings
+(the parser's temporaries are several times the text)."""
+
+
+def _pieces(parts: list[dict[str, Any]], own: int) -> list[dict[str, Any] | None]:
+    """Every split in file order, the others cut into pieces of at most
+    :data:`GATHER_CHUNK_BYTES` (a piece owns the lines starting in its byte range, so the
+    pieces' lines are the split's); None stands for split ``own``, already read."""
+    out: list[dict[str, Any] | None] = []
+    for k, part in enumerate(parts):
+        if k == own:
+            out.append(None)
+            continue
+        start, stop = part["start"], part["stop"]
+        n = max(1, -(-(stop - start) // GATHER_CHUNK_BYTES))
+        edges = [start + (stop - start) * i // n for i in range(n + 1)]
+        out += [{**part, "start": a, "stop": b} for a, b in zip(edges[:-1], edges[1:])]
+    return out
+
+
+def _expect_ids(partial: Mapping[str, Any], key: str, n: int) -> int:
+    """How many ids ``partial[key]`` lists, checked to be strictly increasing in [0, n)."""
+    ids = expect_array(partial, key, (None,), kinds="iu")
+    if ids.size and (ids[0] < 0 or ids[-1] >= n or (ids.size > 1 and (np.diff(ids) <= 0).any())):
+        raise ValueError(f"{key!r} must be strictly increasing ids in [0, {n})")
+    return int(ids.size)
 
 
 # ---- helpers ------------------------------------------------------------------------
@@ -680,9 +844,15 @@ def _read_source(source: Any, params: Mapping[str, Any]):
         test = _raw(source["test"]) if source.get("test") is not None else None
     else:
         train = _as_triplets(source)
-    if params.get("test") is not None:
-        test = _raw(load_ratings(str(params["test"]), params.get("fmt")))
-    return train, test
+    return train, _test_file(params) or test
+
+
+def _test_file(params: Mapping[str, Any]) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """The ``test`` file's raw triplet (read here: the scheduler reports the test RMSE)."""
+    from smpframe.data.ratings import load_ratings
+
+    return None if params.get("test") is None else _raw(load_ratings(str(params["test"]),
+                                                                     params.get("fmt")))
 
 
 def _map_test(test, user_ids, item_ids, local: str):

@@ -141,7 +141,7 @@ class _MMHeader:
     body_line: int  # its line number
 
 
-def _mm_header(data: bytes, path: str | Path) -> _MMHeader:
+def mm_header(data: bytes, path: str | Path) -> _MMHeader:
     """Parse and check the banner and size line of a Matrix Market file."""
     if not data.strip():
         raise InputError("file is empty", path)
@@ -200,9 +200,7 @@ def _mm_size(text: str, fmt: str, field: str, symmetry: str, path: str | Path, l
 
 def _mm_entries(data: bytes, path: str | Path, head: _MMHeader) -> Table:
     """Split the entry lines, checking their count against the size line."""
-    body = data[head.body :]
-    if b"%" in body:  # comment lines among the entries: blank them, keeping line numbers
-        body = re.sub(rb"(?m)^[ \t]*%[^\n]*", b"", body)
+    body = blank_comments(data[head.body :])
     width = 1 if head.fmt == "array" else 2 if head.field == "pattern" else 3
     table = read_table(body, path, None, (width,), head.body_line)
     if len(table) > head.nnz:
@@ -212,7 +210,12 @@ def _mm_entries(data: bytes, path: str | Path, head: _MMHeader) -> Table:
     return table
 
 
-def _mm_index(table: Table, col: int, size: int, what: str) -> np.ndarray:
+def blank_comments(body: bytes) -> bytes:
+    """Matrix Market entry lines with the comment lines among them blanked (line numbers kept)."""
+    return re.sub(rb"(?m)^[ \t]*%[^\n]*", b"", body) if b"%" in body else body
+
+
+def mm_index(table: Table, col: int, size: int, what: str) -> np.ndarray:
     """A 1-based index column, checked against the dimension, returned 0-based."""
     index = table.ints(col, what)
     table.require((index >= 1) & (index <= size), lambda r: f"{what} {index[r]} is out of range 1..{size}")
@@ -224,7 +227,7 @@ def read_matrix_market(data: bytes, path: str | Path) -> sp.coo_matrix | np.ndar
 
     Symmetric and skew-symmetric matrices are expanded to full storage.
     """
-    head = _mm_header(data, path)
+    head = mm_header(data, path)
     table = _mm_entries(data, path, head)
     rows, cols = head.shape
     if head.fmt == "array":
@@ -236,8 +239,8 @@ def read_matrix_market(data: bytes, path: str | Path) -> sp.coo_matrix | np.ndar
         dense = np.zeros((rows, cols))
         dense[r, c] = values
         return dense
-    r = _mm_index(table, 0, rows, "row index")
-    c = _mm_index(table, 1, cols, "column index")
+    r = mm_index(table, 0, rows, "row index")
+    c = mm_index(table, 1, cols, "column index")
     values = np.ones(len(table)) if head.field == "pattern" else table.floats(2, "value")
     r, c, values = _expand(r, c, values, head.symmetry)
     return sp.coo_matrix((values, (r, c)), shape=head.shape)

@@ -56,13 +56,13 @@ def load_ratings(path: str | Path, fmt: str | None = None) -> Ratings:
     first line whose rating field is not a number is a header and is skipped.
     """
     data = read_text(path)
-    fmt = _guess_format(path, data) if fmt is None else fmt
+    fmt = guess_format(path, data) if fmt is None else fmt
     if fmt == "mm":
         return _from_matrix_market(data, path)
     if fmt not in SEPARATORS:
         raise InputError(f"unknown ratings format {quote(fmt)} (expected one of csv, tsv, dat, space, mm)")
     sep = SEPARATORS[fmt]
-    start, line = _skip_header(data, sep)
+    start, line = skip_header(data, sep)
     table = read_table(data[start:], path, sep, (3, 4), line)
     if not len(table):
         raise InputError("file is empty" if not data.strip() else "no ratings in file", path)
@@ -83,7 +83,7 @@ def _first_line(data: bytes) -> tuple[int, int, int]:
     return len(data), len(data), lineno
 
 
-def _guess_format(path: str | Path, data: bytes) -> str:
+def guess_format(path: str | Path, data: bytes) -> str:
     """Matrix Market by suffix or banner; else "dat" or "csv" by the first line's
     separator; else "space" (which also reads tab-separated files)."""
     if Path(path).suffix.lower() in (".mtx", ".mm") or data.startswith(b"%%MatrixMarket"):
@@ -93,7 +93,7 @@ def _guess_format(path: str | Path, data: bytes) -> str:
     return next((fmt for fmt in ("dat", "csv") if SEPARATORS[fmt] in line), "space")
 
 
-def _skip_header(data: bytes, sep: bytes | None) -> tuple[int, int]:
+def skip_header(data: bytes, sep: bytes | None) -> tuple[int, int]:
     """(byte offset, line number) where the ratings start: after a header line, if any."""
     start, end, lineno = _first_line(data)
     fields = data[start:end].decode("utf-8").split(None if sep is None else sep.decode())
@@ -105,15 +105,25 @@ def _skip_header(data: bytes, sep: bytes | None) -> tuple[int, int]:
 def _encode_column(table: Table, col: int) -> tuple[np.ndarray, np.ndarray]:
     """Dense codes and original ids of an id column: integers when every id is a
     canonical integer (no leading zeros, so "007" stays distinct from "7"), else str."""
+    values = id_column(table, col)
+    if values.dtype.kind == "i":
+        return _encode_ints(values)
+    uniq, codes = np.unique(values, return_inverse=True)
+    return codes.astype(np.int64), as_str(uniq)
+
+
+def id_column(table: Table, col: int) -> np.ndarray:
+    """An id column as written: int64 when every id is a canonical integer, else bytes."""
     values, ok = table.try_ints(col)
     s, e, buf = table.starts[:, col], table.ends[:, col], table.buf
     first, second = buf[s], buf[np.minimum(s + 1, len(buf) - 1)]
     padded = ((first == ord("0")) & (e - s > 1)) | ((first == ord("-")) & (second == ord("0")))
-    if (ok & ~padded).all():
-        return _encode_ints(values)
-    uniq, codes = np.unique(table.strings(col), return_inverse=True)
-    ids = np.array([u.decode("utf-8") for u in uniq], dtype=object)
-    return codes.astype(np.int64), ids
+    return values if (ok & ~padded).all() else table.strings(col)
+
+
+def as_str(ids: np.ndarray) -> np.ndarray:
+    """Bytes ids as the object array of str a :class:`Ratings` keeps."""
+    return np.array([u.decode("utf-8") for u in ids], dtype=object)
 
 
 def _encode_ints(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -169,3 +179,4 @@ def _lookup(known: np.ndarray, query: np.ndarray) -> np.ndarray:
     order = np.argsort(known, kind="stable")
     pos = np.minimum(np.searchsorted(known[order], query), len(known) - 1)
     return np.where(known[order][pos] == query, order[pos], -1).astype(np.int64)
+

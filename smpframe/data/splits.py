@@ -122,6 +122,11 @@ def _stack(values: list[Any]) -> Any:
 
 # ---- line formats -------------------------------------------------------------------------
 
+def is_path(source: Any) -> bool:
+    """Whether a ``load_data`` source names a file (else: arrays, or None for built-in data)."""
+    return isinstance(source, (str, bytes)) or hasattr(source, "__fspath__")
+
+
 def is_url(path: str) -> bool:
     """Whether ``path`` names a file through an fsspec file system (``s3://``, ``gs://``,
     ``hdfs://``, ``file://`` ...), not a local path."""
@@ -258,7 +263,8 @@ def _read_csv(split: dict[str, Any]) -> tuple[Rows, Facts]:
     return {"X": X}, {"width": int(X.shape[1]) if X.shape[0] else None, "begin": begin}
 
 
-def _csv_layout(facts: list[Facts], path: str) -> dict[str, Any]:
+def same_width(facts: list[Facts], path: str) -> dict[str, Any]:
+    """Every split's lines have the first split's field count (``width``; None: no lines)."""
     widths = [f for f in facts if f["width"] is not None]
     odd = next((f for f in widths if f["width"] != widths[0]["width"]), None)
     if odd is not None:
@@ -317,16 +323,18 @@ def _parquet_layout(facts: list[Facts], path: str) -> dict[str, Any]:
 #: reader name -> (read one split, combine facts into a layout, apply the layout)
 READERS: dict[str, tuple[Callable, Callable, Callable]] = {
     "libsvm": (_read_libsvm, _libsvm_layout, _libsvm_finish),
-    "csv": (_read_csv, _csv_layout, _same),
+    "csv": (_read_csv, same_width, _same),
     "npy": (_read_npy, lambda facts, path: {}, _same),
     "parquet": (_read_parquet, _parquet_layout, _same),
 }
 
 
-def _register_corpora() -> None:
-    """LDA's corpus formats (UCI docword, LDA-C, plain text): :mod:`smpframe.data.text`."""
-    from smpframe.data.text import SPLIT_READERS
-    READERS.update(SPLIT_READERS)
+def _register_formats() -> None:
+    """LDA's corpus formats (UCI docword, LDA-C, plain text: :mod:`smpframe.data.text`) and
+    rating triplets (:mod:`smpframe.data.rating_splits`)."""
+    from smpframe.data import rating_splits, text
+    READERS.update(text.SPLIT_READERS)
+    READERS.update(rating_splits.SPLIT_READERS)
 
 
-_register_corpora()
+_register_formats()
