@@ -156,3 +156,26 @@ def test_a_worker_killed_mid_run_under_slurm(slurm, tmp_path):
     with np.load(out / "model.npz") as model:
         np.testing.assert_allclose(model["V"], expected, rtol=0, atol=1e-12)
     wait_no_jobs()
+
+
+def test_mf_on_a_file_its_workers_read_under_srun(slurm, tmp_path):
+    """Every rank sees the file at one path (a shared file system: here, one machine); the
+    workers read their splits and gather their ids' ratings, as on a local cluster."""
+    from smpframe.apps.mf import MatrixFactorization
+    from smpframe.data.synthetic import make_ratings
+
+    users, items, values = make_ratings(n_users=60, n_items=300, n_ratings=4000, seed=1)
+    data = tmp_path / "ratings.csv"
+    data.write_text("".join(f"{u},{i},{v:g}\n" for u, i, v in zip(users, items, values)))
+    local = run_local(MatrixFactorization(rank=3, epochs=4), data=str(data), workers=3,
+                      quiet=True).summary
+    out = tmp_path / "out"
+    proc = subprocess.run(["srun", "-N3", "-n4", *SMPFRAME, "run", "mf", "--data", str(data),
+                           "--rank", "3", "--epochs", "4", "--launcher", "env",
+                           "--scheduler-host", "127.0.0.1", "--output", str(out), "--quiet"],
+                          capture_output=True, text=True, timeout=TIMEOUT, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    summary = result(out)
+    assert summary["workers"] == 3 and summary["read_on"] == "workers"
+    assert summary["objective"] == pytest.approx(local["objective"], rel=1e-9)
+    wait_no_jobs()
