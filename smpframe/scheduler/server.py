@@ -109,6 +109,8 @@ class SchedulerServer:
         else:
             self.ctx = _run_user("describe", rows_context, program, dataset, n_fragments, rng)
         self.params = program.get_params()
+        # the scheduler's kernels now, while the workers boot (and read their splits)
+        _run_user("warm_up", program.warm_up, "scheduler", np)
         if self.ctx.has_rows:
             self.prepare()
         self.run_id = uuid.uuid4().hex[:12]
@@ -124,8 +126,8 @@ class SchedulerServer:
         self.state: SchedulerState | None = None
 
     def prepare(self) -> None:
-        """``init`` (from ``ctx.facts``), the resumed checkpoint and the kernels: once the
-        facts are in (at once for in-memory rows; after the workers' first read for splits)."""
+        """``init`` (from ``ctx.facts``) and the resumed checkpoint: once the facts are in
+        (at once for in-memory rows; after the workers' first read for splits)."""
         config, program = self.config, self.program
         _run_user("init", program.init, self.ctx)
         if config.resume:
@@ -137,7 +139,6 @@ class SchedulerServer:
                                  path=config.resume)
             restore(self.ctx, state, model, config.resume)
             log.info("resumed from round %d", self.ctx.round)
-        _run_user("warm_up", program.warm_up, "scheduler", np)
 
     def request_stop(self, reason: str = "stopped by request") -> None:
         """Ask the loop (possibly on another thread) to end the run and stop the workers."""
