@@ -269,7 +269,7 @@ class MatrixFactorization(SMPProgram):
 
     def init(self, ctx: SchedulerContext) -> None:
         p, meta = self.params, ctx.dataset.meta
-        cache = self._layout_from_rows(ctx) if ctx.has_rows else self._layout_from_facts(ctx)
+        cache = self._cache_from_rows(ctx) if ctx.has_rows else self._cache_from_facts(ctx)
         ctx.cache = cache
         dim, n_a, n_b = self._dim, meta["n_a"], meta["n_b"]
         if self._data_parallel:  # the loss is computed here, from the ratings held here
@@ -292,18 +292,18 @@ class MatrixFactorization(SMPProgram):
             ctx.state["seed"] = int(ctx.rng.integers(0, 2**31 - 1))
         self._record_epoch(ctx, cache.pop("loss0"))
 
-    def _layout_from_rows(self, ctx: SchedulerContext) -> dict[str, Any]:
+    def _cache_from_rows(self, ctx: SchedulerContext) -> dict[str, Any]:
         """Who owns what, the ids and the first loss, for ratings held here."""
         rows, meta = ctx.dataset.rows, ctx.dataset.meta
         R = rows["R"]
         e0 = R.data - meta["mu"]
         slot = np.flatnonzero(rows["j"] >= 0) if meta["mode"] == "sides" else None
-        user_ids, item_ids = self._ids if self._ids is not None else (np.arange(0), np.arange(0))
+        user_ids, item_ids = self._ids
         return _ownership(ctx.bounds, slot, ctx.n_fragments, mode=meta["mode"], user_ids=user_ids,
                           item_ids=item_ids, range=(float(R.data.min()), float(R.data.max())),
                           loss0=float(e0 @ e0))
 
-    def _layout_from_facts(self, ctx: SchedulerContext) -> dict[str, Any]:
+    def _cache_from_facts(self, ctx: SchedulerContext) -> dict[str, Any]:
         """The same from the splits' facts (the workers hold the ratings): the sizes, the
         mean, the schedule and the fragments' id ranges, balanced as for ratings held here."""
         meta = ctx.dataset.meta
