@@ -118,7 +118,9 @@ class Worker:
                     continue
                 if self.run_id and msg.run != self.run_id:
                     continue
-                if msg.type == "STOP":
+                if msg.type == "WORK":  # the common case, first
+                    self._work(msg)
+                elif msg.type == "STOP":
                     log.info("scheduler says stop: %s", msg.body.get("reason", ""))
                     if not self.config.persist or msg.body.get("close"):
                         return 0
@@ -132,8 +134,6 @@ class Worker:
                     self._prepare(msg.body)
                 elif msg.type == "WELCOME":
                     self._welcome(msg)
-                elif msg.type == "WORK":
-                    self._work(msg)
         finally:
             self._close()
             self.context.term()
@@ -204,8 +204,9 @@ class Worker:
             return
         if reply is None:
             return
+        reply.run = self.run_id
         try:
-            frames = encode(Message(reply.type, self.run_id, reply.round, reply.body))
+            frames = encode(reply)
         except EncodeError as exc:
             reply = Message("FAILED", self.run_id, reply.round,
                             {"reason": f"push returned a value that cannot be sent: {exc}"})
