@@ -74,7 +74,7 @@ class EncodeError(ProtocolError, TypeError):
                             + self.where).lstrip("/"), self.message)
 
 
-@dataclass
+@dataclass(slots=True)
 class Message:
     """One protocol message: its type, run id, round number and body (arrays anywhere)."""
 
@@ -128,36 +128,52 @@ def _pack(value: Any, frames: list[Any]) -> Any:
     """``value`` as msgpack-native data; arrays are appended to ``frames``.
 
     Dispatch is on the exact type first (the common case, kept fast), then on
-    ``isinstance`` for subclasses and the rarer kinds. Errors name their place on the
-    way up (:meth:`EncodeError.within`), so success builds no path strings.
+    ``isinstance`` for subclasses and the rarer kinds. Plain leaves are not visited,
+    and a dict or list whose items all travel as they are is returned itself (copied
+    only where an item changes). Errors name their place on the way up
+    (:meth:`EncodeError.within`), so success builds no path strings.
     """
     kind = type(value)
     if kind in _PLAIN:
         return value
+    if kind is list or kind is tuple:
+        out_list = None
+        for i, item in enumerate(value):
+            if type(item) in _PLAIN:
+                continue
+            try:
+                packed = _pack(item, frames)
+            except EncodeError as exc:
+                raise exc.within(f"[{i}]") from None
+            if packed is not item:
+                if out_list is None:
+                    out_list = list(value)
+                out_list[i] = packed
+        return value if out_list is None else out_list
     if kind is dict or isinstance(value, dict):
-        out = {}
+        out = None
         for key, item in value.items():
             if type(key) is not str:
                 raise EncodeError("", f"map key {key!r} is not a string")
+            if type(item) in _PLAIN:
+                continue
             try:
-                out[key] = _pack(item, frames)
+                packed = _pack(item, frames)
             except EncodeError as exc:
                 raise exc.within("/" + key) from None
+            if packed is not item:
+                if out is None:
+                    out = dict(value)
+                out[key] = packed
+        if out is None:
+            return value if kind is dict else dict(value)
         return out
-    if kind is np.ndarray:
-        return msgpack.ExtType(_EXT_ARRAY, msgpack.packb(_array_desc(value, "", frames)))
     if kind is int or isinstance(value, int):
         if not -(1 << 63) <= value < (1 << 64):
             raise EncodeError("", f"integer {value} does not fit in 64 bits")
-        return int(value)
-    if kind is list or kind is tuple:
-        out_list = []
-        for i, item in enumerate(value):
-            try:
-                out_list.append(_pack(item, frames))
-            except EncodeError as exc:
-                raise exc.within(f"[{i}]") from None
-        return out_list
+        return value if kind is int else int(value)
+    if kind is np.ndarray:
+        return msgpack.ExtType(_EXT_ARRAY, msgpack.packb(_array_desc(value, "", frames)))
     if isinstance(value, np.generic):
         return _pack(value.item(), frames)
     for plain in (str, float, bytes):  # subclasses (enums...) travel as their base
@@ -277,8 +293,9 @@ def decode(frames: list[Any], max_bytes: int = DEFAULT_MAX_BYTES) -> Message:
     """
     if not frames:
         raise ProtocolError("empty message")
-    head = frames[0]
-    head_bytes = head.bytes if hasattr(head, "bytes") else bytes(head)
+    head_bytes = frames[0]
+    if type(head_bytes) is not bytes:
+        head_bytes = head_bytes.bytes if hasattr(head_bytes, "bytes") else bytes(head_bytes)
     if len(head_bytes) > MAX_HEADER_BYTES:
         raise ProtocolError(f"header of {len(head_bytes)} bytes exceeds {MAX_HEADER_BYTES}")
     if len(frames) == 1:  # no arrays (most control messages): no frame bookkeeping
@@ -306,7 +323,7 @@ def decode(frames: list[Any], max_bytes: int = DEFAULT_MAX_BYTES) -> Message:
         raise ProtocolError("body is not a map")
     if arrays is not None:
         arrays.check_all_used()
-    return Message(type=mtype, run=run, round=rnd, body=body)
+    return Message(mtype, run, rnd, body)
 
 
 def _no_frames(code: int, data: bytes) -> Any:

@@ -223,8 +223,9 @@ class SchedulerServer:
 
     # ---- internals ------------------------------------------------------------------
     def _handle(self, state: SchedulerState, frames: list[Any], now: float):
-        self.wire["messages_in"] += 1
-        self.wire["bytes_in"] += sum(map(len, frames)) - len(frames[0])
+        wire = self.wire
+        wire["messages_in"] += 1
+        wire["bytes_in"] += sum(map(len, frames)) - len(frames[0])
         if len(frames) < 2:
             self.dropped += 1
             return []
@@ -235,6 +236,8 @@ class SchedulerServer:
             self.dropped += 1
             log.warning("dropped malformed message from %r: %s", ident[:40], exc)
             return []
+        if msg.type == "RESULT" and msg.run == self.run_id and not ident.endswith("#hb"):
+            return state.on_result(ident, msg, now)  # the common case, first
         worker, is_hb = (ident[:-3], True) if ident.endswith("#hb") else (ident, False)
         if msg.type == "HEARTBEAT" and msg.run == "" and not is_hb and worker not in state.workers:
             # a warm cluster's worker still waiting for a run that began without it: rejoin
@@ -259,20 +262,26 @@ class SchedulerServer:
         return []
 
     def _send(self, outgoing: list[tuple[str, Message]]) -> None:
-        encoded: dict[int, list[Any]] = {}  # a message sent to several workers: encoded once
+        if not outgoing:
+            return
+        # a message sent to several workers: encoded (and measured) once
+        encoded: dict[int, tuple[list[Any], int]] = {}
+        wire, socket = self.wire, self.socket
         for worker, msg in outgoing:
-            frames = encoded.get(id(msg))
-            if frames is None:
+            known = encoded.get(id(msg))
+            if known is None:
                 try:
-                    frames = encoded[id(msg)] = encode(msg)
+                    frames = encode(msg)
                 except ProtocolError as exc:  # a program's block, update or snapshot
                     self._send(self.state.abort(f"cannot send {msg.type} to workers: {exc}",
                                                 time.monotonic()))
                     return
-            self.wire["messages_out"] += 1
-            self.wire["bytes_out"] += sum(len(f) if isinstance(f, bytes) else f.nbytes for f in frames)
+                known = encoded[id(msg)] = frames, sum(map(len, frames))
+            frames, size = known
+            wire["messages_out"] += 1
+            wire["bytes_out"] += size
             try:
-                send_frames(self.socket, [worker.encode(), *frames])
+                send_frames(socket, [worker.encode(), *frames])
             except zmq.ZMQError as exc:
                 log.warning("could not send %s to %s: %s", msg.type, worker, exc)
 

@@ -83,6 +83,8 @@ class Round:
     fragments: set[int]
     pending: set[int]
     partials: dict[int, dict[str, Any]] = field(default_factory=dict)
+    #: the kind of each value of the first accepted partial (the others must match)
+    kinds: dict[str, tuple] | None = None
 
 
 class SchedulerState:
@@ -117,6 +119,9 @@ class SchedulerState:
         self._imbalanced = False
         self.peak_mb: dict[str, float] = {}  # peak resident memory each worker reported
         self.throughput = ThroughputTracker()
+        #: a fragment id as a RESULT spells it -> the id (no parse per partial)
+        self._frag_keys = {str(f): f for f in range(ctx.n_fragments)}
+        self._program_checks = type(program).check_partial is not SMPProgram.check_partial
         # in-memory rows: load at once; splits: the workers read them first (READ), then
         # describe them under the file-wide layout (DESCRIBE), then ``prepare`` runs
         # ``init`` from the facts and the fragments load (LOAD)
@@ -190,27 +195,29 @@ class SchedulerState:
         if rnd is None:
             log.debug("dropping result for round %d from %s (not in flight)", msg.round, worker)
             return []
-        partials, seconds = msg.body.get("partials"), msg.body.get("seconds", 0.0)
-        if not (isinstance(partials, dict) and all(isinstance(k, str) and k.isdigit() and isinstance(v, dict)
-                                                   for k, v in partials.items())) \
-                or not _is_duration(seconds):
+        body = msg.body
+        partials, seconds = body.get("partials"), body.get("seconds", 0.0)
+        frags = self._fragment_ids(partials)
+        if frags is None or not _is_duration(seconds):
             return self._fail_worker(worker, "malformed RESULT message", now)
-        accepted = {}
-        for key, payload in partials.items():
-            frag = int(key)
+        accepted: dict[int, tuple[dict[str, Any], dict[str, tuple]]] = {}
+        for frag, payload in zip(frags, partials.values()):
             if frag in rnd.pending and self.owner.get(frag) == worker:
-                problem = self._check_partial(rnd, frag, payload)
+                problem, kinds = self._check_partial(rnd, frag, payload)
                 if problem:
                     return self._program_fault(
                         worker, f"partial of fragment {frag} rejected: {problem}", now)
-                accepted[frag] = payload
-        for frag, payload in accepted.items():
+                accepted[frag] = payload, kinds
+        work = 0.0
+        for frag, (payload, kinds) in accepted.items():
             rnd.pending.discard(frag)
             rnd.partials[frag] = payload
-        peak = msg.body.get("peak_mb")
-        if _is_duration(peak):
-            self.peak_mb[worker] = max(self.peak_mb.get(worker, 0.0), float(peak))
-        work = sum(self._sizes[f] for f in accepted)
+            if rnd.kinds is None:
+                rnd.kinds = kinds
+            work += self._sizes[frag]
+        peak = body.get("peak_mb")
+        if _is_duration(peak) and peak > self.peak_mb.get(worker, 0.0):
+            self.peak_mb[worker] = float(peak)
         if accepted and seconds > 0:
             self.throughput.observe(worker, work, float(seconds))
         if next(iter(self.inflight.values())).pending:
@@ -254,26 +261,52 @@ class SchedulerState:
         for record in self.workers.values():
             record.to_load |= record.fragments  # the next phase's item, for what each holds
 
-    def _check_partial(self, rnd: Round, frag: int, payload: dict[str, Any]) -> str | None:
-        """Why a partial cannot be committed, or None: NaN/Inf; keys or kinds of value
-        other than the round's first accepted partial's; the program's own check."""
-        bad = _nonfinite(payload)
-        if bad:
-            return f"non-finite value in {bad!r}"
-        if rnd.partials:
-            first = next(iter(rnd.partials.values()))
-            if payload.keys() != first.keys():
-                return (f"keys {sorted(payload)} differ from the round's other partials' "
-                        f"{sorted(first)}")
-            for key, value in payload.items():
-                if _kind(value) != _kind(first[key]):
-                    return f"{key!r} is {_kind(value)}, not {_kind(first[key])} as in the round's other partials"
-        block = rnd.block[frag] if isinstance(rnd.block, PerFragment) else rnd.block
-        try:
-            self.program.check_partial(self.ctx, block, frag, payload)
-        except Exception as exc:
-            return f"{type(exc).__name__}: {exc}"
-        return None
+    def _fragment_ids(self, partials: Any) -> list[int] | None:
+        """The fragment ids of a RESULT's partials, in order; None if malformed (not a
+        map of digit strings to maps)."""
+        if not isinstance(partials, dict):
+            return None
+        frags = []
+        for key, payload in partials.items():
+            frag = self._frag_keys.get(key)
+            if frag is None:  # another spelling ("07") or id: parsed, or malformed
+                if not (isinstance(key, str) and key.isdigit()):
+                    return None
+                frag = int(key)
+            if not isinstance(payload, dict):
+                return None
+            frags.append(frag)
+        return frags
+
+    def _check_partial(self, rnd: Round, frag: int,
+                       payload: dict[str, Any]) -> tuple[str | None, dict[str, tuple]]:
+        """Why a partial cannot be committed (or None), and the kind of each of its
+        values. Rejected: NaN/Inf; keys or kinds of value other than the round's first
+        accepted partial's; the program's own check. One pass over the values."""
+        kinds = {}
+        for key, value in payload.items():
+            kind = kinds[key] = _kind(value)
+            if kind is _NUMBER:
+                if isinstance(value, float) and not math.isfinite(value):
+                    return f"non-finite value in {key!r}", kinds
+            else:
+                bad = _nonfinite(value, key)
+                if bad:
+                    return f"non-finite value in {bad!r}", kinds
+        first = rnd.kinds
+        if first is not None and kinds != first:
+            if kinds.keys() != first.keys():
+                return (f"keys {sorted(kinds)} differ from the round's other partials' "
+                        f"{sorted(first)}"), kinds
+            key = next(k for k in kinds if kinds[k] != first[k])
+            return f"{key!r} is {kinds[key]}, not {first[key]} as in the round's other partials", kinds
+        if self._program_checks:
+            block = rnd.block[frag] if isinstance(rnd.block, PerFragment) else rnd.block
+            try:
+                self.program.check_partial(self.ctx, block, frag, payload)
+            except Exception as exc:
+                return f"{type(exc).__name__}: {exc}", kinds
+        return None, kinds
 
     @_contained
     def on_failed(self, worker: str, reason: str, bad_input: bool, now: float) -> Outgoing:
@@ -519,7 +552,9 @@ class SchedulerState:
 
     def _redispatch(self, now: float) -> Outgoing:
         out: Outgoing = []
-        moved = set().union(*(r.to_load for r in self.workers.values()))
+        moved = set().union(*[r.to_load for r in self.workers.values() if r.to_load])
+        if not moved:
+            return out
         for rnd in self.inflight.values():
             redo = rnd.pending & moved
             if redo:
@@ -528,13 +563,19 @@ class SchedulerState:
         return out
 
     def _send_tasks(self, rnd: Round, frags: set[int]) -> Outgoing:
-        by_worker: dict[str, list[int]] = {}
-        for frag in sorted(frags):
-            worker = self.owner.get(frag)
-            if worker is not None:
-                by_worker.setdefault(worker, []).append(frag)
-        out: Outgoing = []
         broadcast = not isinstance(rnd.block, PerFragment) and frags == rnd.fragments
+        by_worker: dict[str, list[int]] = {}
+        if broadcast and len(frags) == self.ctx.n_fragments:
+            # every fragment: each worker's are the ones it owns (no per-fragment pass)
+            for worker, record in self.workers.items():
+                if record.fragments:
+                    by_worker[worker] = sorted(record.fragments)
+        else:
+            for frag in sorted(frags):
+                worker = self.owner.get(frag)
+                if worker is not None:
+                    by_worker.setdefault(worker, []).append(frag)
+        out: Outgoing = []
         shared: dict[int, Message] = {}  # commit cursor -> the one message those workers get
         for worker, wfrags in by_worker.items():
             record = self.workers[worker]
@@ -648,14 +689,20 @@ def _is_duration(value: Any) -> bool:
     return type(value) in (int, float) and math.isfinite(value) and value >= 0
 
 
+_NUMBER = ("number",)
+_NUMBER_TYPES = frozenset({float, int, bool})
+
+
 def _kind(value: Any) -> tuple:
     """What must agree between one round's partials: arrays by dtype and rank, else type."""
+    if type(value) in _NUMBER_TYPES:
+        return _NUMBER
     if isinstance(value, np.ndarray):
         return ("array", value.dtype.str, value.ndim)
     if is_sparse(value):
         return ("sparse", value.dtype.str)
     if isinstance(value, (bool, int, float)):
-        return ("number",)
+        return _NUMBER
     return (type(value).__name__,)
 
 

@@ -48,9 +48,11 @@ def failed(round_: int, error: UserCodeFailed) -> Message:
 
 def _check_work(body: dict[str, Any]) -> None:
     """Raise ProtocolError unless ``body`` has the shape the scheduler sends."""
-    lists = ("commits", "drop", "load")
-    if not all(isinstance(body.get(k), list) for k in lists) or not isinstance(body.get("blocks"), dict) \
-            or not (isinstance(body.get("tasks"), list) or body.get("tasks") == "*"):
+    get = body.get
+    tasks = get("tasks")
+    if not (isinstance(get("commits"), list) and isinstance(get("drop"), list)
+            and isinstance(get("load"), list) and isinstance(get("blocks"), dict)
+            and (tasks == "*" or isinstance(tasks, list))):
         raise ProtocolError("malformed WORK message")
     for item in body["load"]:
         if not isinstance(item, dict) or type(item.get("id")) is not int:
@@ -122,8 +124,8 @@ def execute(program: SMPProgram, wctx: WorkerContext, msg: Message,
         return failed(msg.round, exc)
     except InputError as exc:  # a split that cannot be read: the data's fault, not this worker's
         return Message("FAILED", round=msg.round, body={"reason": str(exc), "input": True})
-    return Message("RESULT", round=msg.round, body={"partials": partials, "seconds": seconds,
-                                                    "peak_mb": budget.peak_memory_mb()})
+    return Message("RESULT", "", msg.round, {"partials": partials, "seconds": seconds,
+                                             "peak_mb": budget.peak_memory_mb()})
 
 
 @dataclass

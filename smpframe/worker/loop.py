@@ -19,7 +19,7 @@ from smpframe.config import WORKER, RunConfig
 from smpframe.errors import InputError, ProtocolError
 from smpframe.protocol import EncodeError, Message, decode, encode
 from smpframe.registry import resolve_program
-from smpframe.sockets import NOBLOCK, recv_frames, send_frames
+from smpframe.sockets import recv_frames, send_frames
 from smpframe.worker.executor import UserCodeFailed, call, execute, failed
 from smpframe.worker.heartbeat import Heartbeat
 
@@ -31,6 +31,8 @@ EXIT_SCHEDULER_LOST = 3
 REJOIN_DELAY = 0.2
 #: seconds between a waiting warm-cluster worker's signs of life
 KEEPALIVE_INTERVAL = 1.0
+#: the longest the loop waits for a message before it looks at the heartbeat's flags
+LOOP_TIMEOUT_MS = 100
 
 
 class Worker:
@@ -66,6 +68,7 @@ class Worker:
         self.socket = self.context.socket(zmq.DEALER)
         self.socket.setsockopt(zmq.IDENTITY, self.identity.encode())
         self.socket.setsockopt(zmq.LINGER, 2000)
+        self.socket.setsockopt(zmq.RCVTIMEO, LOOP_TIMEOUT_MS)
         security.apply_client(self.socket, self.config)
         self.socket.connect(self.config.connect)
         self.connected_at = self.last_keepalive = time.monotonic()
@@ -104,13 +107,10 @@ class Worker:
                     self._connect(REJOIN_DELAY)
                     continue
                 self._keep_alive()
-                try:  # what is already waiting first: a poll per message costs
-                    frames = recv_frames(self.socket, NOBLOCK)
+                try:  # one blocking call per message (RCVTIMEO): a poll before it costs
+                    frames = recv_frames(self.socket)
                 except zmq.Again:
-                    if self.socket.poll(timeout=100):
-                        frames = recv_frames(self.socket)
-                    else:
-                        continue
+                    continue
                 try:
                     msg = decode(frames, self.config.max_message_bytes)
                 except ProtocolError as exc:
@@ -118,7 +118,9 @@ class Worker:
                     continue
                 if self.run_id and msg.run != self.run_id:
                     continue
-                if msg.type == "STOP":
+                if msg.type == "WORK":  # the common case, first
+                    self._work(msg)
+                elif msg.type == "STOP":
                     log.info("scheduler says stop: %s", msg.body.get("reason", ""))
                     if not self.config.persist or msg.body.get("close"):
                         return 0
@@ -132,8 +134,6 @@ class Worker:
                     self._prepare(msg.body)
                 elif msg.type == "WELCOME":
                     self._welcome(msg)
-                elif msg.type == "WORK":
-                    self._work(msg)
         finally:
             self._close()
             self.context.term()
@@ -204,8 +204,9 @@ class Worker:
             return
         if reply is None:
             return
+        reply.run = self.run_id
         try:
-            frames = encode(Message(reply.type, self.run_id, reply.round, reply.body))
+            frames = encode(reply)
         except EncodeError as exc:
             reply = Message("FAILED", self.run_id, reply.round,
                             {"reason": f"push returned a value that cannot be sent: {exc}"})
