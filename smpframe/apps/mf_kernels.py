@@ -301,14 +301,12 @@ def _short_rows(indptr, lb, r, mu, rows, new, th_other, lam, sweeps, has_bias):
 @njit(cache=True, nogil=True, fastmath=True)
 def _long_rows(indptr, lb, r, mu, rows, new, th_other, lam, sweeps, has_bias):
     """:func:`side_update` for ``rows``, one at a time, in place in ``new``: the row's
-    features copied a rating at a time (``xr``, one line per rating, with the prediction and
-    ``|x_d|^2`` as vector sums), then transposed to one line per coordinate (``xt``) for
-    the sweeps. Returns their ``sum e^2``."""
+    features copied four ratings at a time to one line per coordinate (``xt``), then the
+    residuals and ``|x_d|^2`` as vector passes over those lines. Returns their ``sum e^2``."""
     dim = new.shape[1]
     longest = 1
     for t in range(rows.shape[0]):
         longest = max(longest, indptr[rows[t] + 1] - indptr[rows[t]])
-    xr = np.empty((longest, dim))
     xt = np.empty((dim, longest))
     e = np.empty(longest)
     nrm = np.empty(dim)
@@ -318,28 +316,38 @@ def _long_rows(indptr, lb, r, mu, rows, new, th_other, lam, sweeps, has_bias):
         i = rows[t]
         lo = indptr[i]
         m = indptr[i + 1] - lo
-        nrm[:] = 0.0
-        for q in range(m):
-            j = lb[lo + q]
-            pred = 0.0
+        q = 0
+        while q + 4 <= m:  # four ratings' rows at a time, written one line per coordinate
+            j0 = lb[lo + q]
+            j1 = lb[lo + q + 1]
+            j2 = lb[lo + q + 2]
+            j3 = lb[lo + q + 3]
             for d in range(dim):
-                v = th_other[j, d]
-                xr[q, d] = v
-                nrm[d] += v * v
-                pred += new[i, d] * v
-            y = r[lo + q] - mu
-            if has_bias:  # x_0 = 1: the other's bias leaves the prediction for y
-                b = th_other[j, 0]
-                y -= b
-                pred += new[i, 0] * (1.0 - b)
-                xr[q, 0] = 1.0
-            e[q] = y - pred
+                xt[d, q] = th_other[j0, d]
+                xt[d, q + 1] = th_other[j1, d]
+                xt[d, q + 2] = th_other[j2, d]
+                xt[d, q + 3] = th_other[j3, d]
+            q += 4
+        while q < m:
+            j0 = lb[lo + q]
+            for d in range(dim):
+                xt[d, q] = th_other[j0, d]
+            q += 1
+        for q in range(m):
+            e[q] = r[lo + q] - mu
         if has_bias:
-            nrm[0] = m
-        for d in range(dim):
             for q in range(m):
-                xt[d, q] = xr[q, d]
-            den = lam + nrm[d]
+                e[q] -= xt[0, q]
+                xt[0, q] = 1.0
+        for d in range(dim):
+            w = new[i, d]
+            s2 = 0.0
+            for q in range(m):
+                v = xt[d, q]
+                s2 += v * v
+                e[q] -= w * v
+            nrm[d] = s2
+            den = lam + s2
             inv[d] = 1.0 / den if den > 0.0 else 0.0
         num = 0.0  # sum e x_0, for the first coordinate
         for q in range(m):
