@@ -181,7 +181,9 @@ class SchedulerServer:
                 try:  # identity and header as bytes, arrays zero-copy
                     frames = recv_frames(self.socket, 0, leading=2)  # waits up to RCVTIMEO
                     for _ in range(MAX_BATCH):  # then what else is waiting, housekeeping after
-                        self._send(self._handle(state, frames, time.monotonic()))
+                        out = self._handle(state, frames, time.monotonic())
+                        if out:  # most results complete nothing: no reply
+                            self._send(out)
                         frames = recv_frames(self.socket, NOBLOCK, leading=2)
                 except zmq.Again:
                     pass
@@ -267,8 +269,6 @@ class SchedulerServer:
         return []
 
     def _send(self, outgoing: list[tuple[str, Message]]) -> None:
-        if not outgoing:
-            return
         # a message sent to several workers: encoded (and measured) once
         encoded: dict[int, tuple[list[Any], int]] = {}
         wire, socket = self.wire, self.socket
