@@ -23,6 +23,7 @@ raises :class:`ProtocolError` on any mismatch; callers log and drop the message.
 from __future__ import annotations
 
 import math
+import threading
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -189,19 +190,26 @@ def _pack(value: Any, frames: list[Any]) -> Any:
                           "lists, dicts, numpy arrays or scipy sparse matrices)")
 
 
-def encode_body(body: dict[str, Any]) -> tuple[dict[str, Any], list[Any]]:
-    """The body as msgpack-native data and its array frames (raises EncodeError)."""
-    frames: list[Any] = []
-    return _pack(body, frames), frames
+#: each thread's msgpack packer, reused (``packb`` builds one, and its buffer, per call)
+_packers = threading.local()
+#: a header longer than this drops its packer (which would keep a buffer that large)
+_KEEP_PACKER_BELOW = 1 << 20
 
 
 def encode(msg: Message) -> list[Any]:
     """Encode a message as frames: ``[header, *array buffers]``."""
     if msg.type not in MESSAGE_TYPES:
         raise ProtocolError(f"unknown message type {msg.type!r}")
-    body, frames = encode_body(msg.body)
-    header = {"v": PROTOCOL_VERSION, "t": msg.type, "run": msg.run, "r": int(msg.round), "b": body}
-    return [msgpack.packb(header, use_bin_type=True), *frames]
+    frames: list[Any] = []
+    header = {"v": PROTOCOL_VERSION, "t": msg.type, "run": msg.run, "r": int(msg.round),
+              "b": _pack(msg.body, frames)}
+    packer = getattr(_packers, "packer", None)
+    if packer is None:
+        packer = _packers.packer = msgpack.Packer(use_bin_type=True)
+    head = packer.pack(header)
+    if len(head) >= _KEEP_PACKER_BELOW:
+        _packers.packer = None
+    return [head, *frames]
 
 
 # ---- decoding --------------------------------------------------------------------------

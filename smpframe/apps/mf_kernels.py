@@ -131,6 +131,14 @@ def epoch_partials(indptr, lb, r, mu, th_a, th_b, lam, sweeps, has_bias, n_b):
     return new_a, c_b, g_b, yy
 
 
+LANES = 64
+"""Rows swept side by side by :func:`side_update`'s short-row loop (one vector lane each)."""
+
+SHORT = 32
+"""Rows with at most this many ratings take the short-row loop; longer rows are swept
+one at a time (their per-coordinate loops are long enough to vectorise on their own)."""
+
+
 @njit(cache=True, nogil=True, fastmath=True)
 def side_update(indptr, lb, r, mu, th_own, th_other, lam, sweeps, has_bias):
     """One side's rows given the other's: ``sweeps`` exact cyclic coordinate sweeps per row.
@@ -144,67 +152,227 @@ def side_update(indptr, lb, r, mu, th_own, th_other, lam, sweeps, has_bias):
     for the Gram sums; one pass over the ratings per coordinate (the residual update
     fused with the next coordinate's sum). Returns ``(new rows, sum e^2)`` (the
     residuals after the sweeps).
+
+    Each row's coordinates are one chain of dependent steps, so a row with few ratings
+    (most items of a MovieLens-like set: median 3) is all per-step overhead when swept
+    alone: rows of at most :data:`SHORT` ratings, ordered by count, are swept
+    :data:`LANES` at a time (:func:`_short_rows`), longer ones one by one (:func:`_long_rows`).
     """
-    n = indptr.shape[0] - 1
-    dim = th_own.shape[1]
     new = th_own.copy()
-    longest = 1
+    order = _by_count(indptr)
+    n_short = 0
+    while n_short < order.shape[0] and indptr[order[n_short] + 1] - indptr[order[n_short]] <= SHORT:
+        n_short += 1
+    ee = 0.0
+    if n_short > 0:
+        ee += _short_rows(indptr, lb, r, mu, order[:n_short], new, th_other, lam, sweeps, has_bias)
+    if n_short < order.shape[0]:
+        ee += _long_rows(indptr, lb, r, mu, order[n_short:], new, th_other, lam, sweeps, has_bias)
+    return new, ee
+
+
+@njit(cache=True, nogil=True)
+def _by_count(indptr):
+    """The rows in rising order of rating count (a stable counting sort)."""
+    n = indptr.shape[0] - 1
+    longest = 0
     for i in range(n):
         longest = max(longest, indptr[i + 1] - indptr[i])
-    xt = np.empty(dim * longest)  # the row's features: coordinate d at d*m .. d*m + m - 1
+    start = np.zeros(longest + 2, np.int64)
+    for i in range(n):
+        start[indptr[i + 1] - indptr[i] + 1] += 1
+    for c in range(1, longest + 2):
+        start[c] += start[c - 1]
+    order = np.empty(n, np.int64)
+    for i in range(n):
+        c = indptr[i + 1] - indptr[i]
+        order[start[c]] = i
+        start[c] += 1
+    return order
+
+
+@njit(cache=True, nogil=True, fastmath=True)
+def _short_rows(indptr, lb, r, mu, rows, new, th_other, lam, sweeps, has_bias):
+    """:func:`side_update` for ``rows`` (few ratings each, by rising count), in place in
+    ``new``, :data:`LANES` rows at a time: lane l holds one row, ``x[d, q, l]`` its q-th
+    rating's feature d (``e[q, l]`` the residual), zeros past its count; every step then
+    runs over all lanes at once, in vector registers, and the lanes' chains overlap.
+    Returns the lanes' ``sum e^2``."""
+    n = rows.shape[0]
+    dim = new.shape[1]
+    L = LANES
+    longest = max(indptr[rows[n - 1] + 1] - indptr[rows[n - 1]], 1)
+    xbuf = np.empty(dim * longest * L)
+    ebuf = np.empty(longest * L)
+    jbuf = np.empty(longest * L, np.int64)
+    kbuf = np.empty(longest * L)
+    th = np.empty((dim, L))
+    nrm = np.empty((dim, L))
+    inv = np.empty((dim, L))
+    num = np.empty(L)
+    step = np.empty(L)
+    lo = np.zeros(L, np.int64)
+    cnt = np.zeros(L, np.int64)
+    start = 1 if has_bias else 0
+    ee = 0.0
+    for c0 in range(0, n, L):
+        nl = min(L, n - c0)
+        for l in range(L):
+            cnt[l] = 0
+            if l < nl:
+                i = rows[c0 + l]
+                lo[l] = indptr[i]
+                cnt[l] = indptr[i + 1] - lo[l]
+                for d in range(dim):
+                    th[d, l] = new[i, d]
+            else:
+                for d in range(dim):
+                    th[d, l] = 0.0
+        M = cnt[nl - 1]  # the rows rise by count
+        x = xbuf[:dim * M * L].reshape((dim, M, L))
+        e = ebuf[:M * L].reshape((M, L))
+        js = jbuf[:M * L].reshape((M, L))
+        keep = kbuf[:M * L].reshape((M, L))  # 1 for a rating, 0 for an empty slot (row 0 read)
+        for q in range(M):
+            for l in range(L):
+                if q < cnt[l]:
+                    js[q, l] = lb[lo[l] + q]
+                    e[q, l] = r[lo[l] + q] - mu
+                    keep[q, l] = 1.0
+                else:
+                    js[q, l] = 0
+                    e[q, l] = 0.0
+                    keep[q, l] = 0.0
+        if has_bias:
+            for q in range(M):
+                for l in range(L):
+                    e[q, l] -= th_other[js[q, l], 0] * keep[q, l]
+                    x[0, q, l] = keep[q, l]
+        for d in range(start, dim):
+            for q in range(M):
+                for l in range(L):
+                    x[d, q, l] = th_other[js[q, l], d] * keep[q, l]
+        for d in range(dim):  # the residuals and |x_d|^2
+            for l in range(L):
+                nrm[d, l] = 0.0
+            for q in range(M):
+                for l in range(L):
+                    v = x[d, q, l]
+                    nrm[d, l] += v * v
+                    e[q, l] -= th[d, l] * v
+            for l in range(L):
+                den = lam + nrm[d, l]
+                inv[d, l] = 1.0 / den if den > 0.0 else 0.0
+        for l in range(L):
+            num[l] = 0.0
+        for q in range(M):
+            for l in range(L):
+                num[l] += e[q, l] * x[0, q, l]
+        for s in range(sweeps):
+            for d in range(dim):
+                for l in range(L):
+                    old = th[d, l]
+                    w = (num[l] + old * nrm[d, l]) * inv[d, l]
+                    step[l] = w - old
+                    th[d, l] = w
+                    num[l] = 0.0
+                if s == sweeps - 1 and d == dim - 1:  # the last: the residuals' squares
+                    for q in range(M):
+                        for l in range(L):
+                            v = e[q, l] - step[l] * x[d, q, l]
+                            e[q, l] = v
+                            num[l] += v * v
+                    for l in range(L):
+                        ee += num[l]
+                else:
+                    nxt = d + 1 if d + 1 < dim else 0
+                    for q in range(M):
+                        for l in range(L):
+                            v = e[q, l] - step[l] * x[d, q, l]
+                            e[q, l] = v
+                            num[l] += v * x[nxt, q, l]
+        for l in range(nl):
+            i = rows[c0 + l]
+            for d in range(dim):
+                new[i, d] = th[d, l]
+    return ee
+
+
+@njit(cache=True, nogil=True, fastmath=True)
+def _long_rows(indptr, lb, r, mu, rows, new, th_other, lam, sweeps, has_bias):
+    """:func:`side_update` for ``rows``, one at a time, in place in ``new``: the row's
+    features copied four ratings at a time to one line per coordinate (``xt``), then the
+    residuals and ``|x_d|^2`` as vector passes over those lines. Returns their ``sum e^2``."""
+    dim = new.shape[1]
+    longest = 1
+    for t in range(rows.shape[0]):
+        longest = max(longest, indptr[rows[t] + 1] - indptr[rows[t]])
+    xt = np.empty((dim, longest))
     e = np.empty(longest)
     nrm = np.empty(dim)
     inv = np.empty(dim)
-    start = 1 if has_bias else 0
     ee = 0.0
-    for i in range(n):
+    for t in range(rows.shape[0]):
+        i = rows[t]
         lo = indptr[i]
         m = indptr[i + 1] - lo
-        th = new[i]
-        nrm[:] = 0.0
+        q = 0
+        while q + 4 <= m:  # four ratings' rows at a time, written one line per coordinate
+            j0 = lb[lo + q]
+            j1 = lb[lo + q + 1]
+            j2 = lb[lo + q + 2]
+            j3 = lb[lo + q + 3]
+            for d in range(dim):
+                xt[d, q] = th_other[j0, d]
+                xt[d, q + 1] = th_other[j1, d]
+                xt[d, q + 2] = th_other[j2, d]
+                xt[d, q + 3] = th_other[j3, d]
+            q += 4
+        while q < m:
+            j0 = lb[lo + q]
+            for d in range(dim):
+                xt[d, q] = th_other[j0, d]
+            q += 1
+        for q in range(m):
+            e[q] = r[lo + q] - mu
+        if has_bias:
+            for q in range(m):
+                e[q] -= xt[0, q]
+                xt[0, q] = 1.0
+        for d in range(dim):
+            w = new[i, d]
+            s2 = 0.0
+            for q in range(m):
+                v = xt[d, q]
+                s2 += v * v
+                e[q] -= w * v
+            nrm[d] = s2
+            den = lam + s2
+            inv[d] = 1.0 / den if den > 0.0 else 0.0
         num = 0.0  # sum e x_0, for the first coordinate
         for q in range(m):
-            j = lb[lo + q]
-            y = r[lo + q] - mu
-            pred = 0.0
-            if has_bias:
-                y -= th_other[j, 0]
-                xt[q] = 1.0
-                pred = th[0]
-            for d in range(start, dim):
-                v = th_other[j, d]
-                xt[d * m + q] = v
-                nrm[d] += v * v
-                pred += th[d] * v
-            e[q] = y - pred
-            num += e[q] * xt[q]
-        if has_bias:
-            nrm[0] = m
-        for d in range(dim):  # off the sweeps' chain of dependent steps
-            den = lam + nrm[d]
-            inv[d] = 1.0 / den if den > 0.0 else 0.0
+            num += e[q] * xt[0, q]
         for s in range(sweeps):
             for d in range(dim):
-                old = th[d]
+                old = new[i, d]
                 w = (num + old * nrm[d]) * inv[d]
                 delta = w - old
-                th[d] = w
+                new[i, d] = w
                 acc = 0.0
-                cur = d * m
                 if s == sweeps - 1 and d == dim - 1:  # the last: the residuals' squares
                     for q in range(m):
-                        v = e[q] - delta * xt[cur + q]
+                        v = e[q] - delta * xt[d, q]
                         e[q] = v
                         acc += v * v
                     ee += acc
                 else:
-                    nxt = (d + 1) * m if d + 1 < dim else 0
+                    nxt = d + 1 if d + 1 < dim else 0
                     for q in range(m):
-                        v = e[q] - delta * xt[cur + q]
+                        v = e[q] - delta * xt[d, q]
                         e[q] = v
-                        acc += v * xt[nxt + q]
+                        acc += v * xt[nxt, q]
                     num = acc
-    return new, ee
+    return ee
 
 
 @njit(cache=True, nogil=True)
@@ -381,10 +549,12 @@ def sgd_epoch(indptr, lb, r, mu, th_a, th_b, count_b, order, lam, lr, has_bias):
     return new_a, new_b
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, fastmath={"reassoc", "contract"})
 def predict(th_a, th_b, mu, has_bias, a, b, lo, hi):
     """Predictions for code pairs ``(a[k], b[k])``, clipped to ``[lo, hi]``; a code -1
-    (an id unseen in training) drops that side's bias and the factor term."""
+    (an id unseen in training) drops that side's bias and the factor term. The dot
+    products may be reassociated (vector sums: the scheduler predicts the test set every
+    epoch); NaN and infinity keep their meaning."""
     dim = th_a.shape[1]
     start = 1 if has_bias else 0
     out = np.empty(a.shape[0])
@@ -505,10 +675,12 @@ def warm_up() -> None:
     epoch_partials(indptr, lb, one, 0.0, th, th, 1.0, 1, True, 1)
     solve_rows(np.ones((1, 3)), th.copy(), th.copy(), 1.0, 1)
     side_loss(np.ones((1, 3)), th, th, 1.0)
-    frozen = th.copy()  # the shared rows a worker holds are read-only views of the wire
+    frozen = np.ones((2, 2))  # the shared rows a worker holds are read-only views of the wire
     frozen.flags.writeable = False
-    side_update(indptr, lb, one, 0.0, th, th, 1.0, 1, True)
-    side_update(indptr, lb, one, 0.0, frozen[0:1], frozen, 1.0, 1, True)
+    both = np.array([0, 1, SHORT + 2], np.int64)  # a short row and a long one: both loops
+    many, ones = np.zeros(SHORT + 2, np.int64), np.ones(SHORT + 2)
+    side_update(both, many, ones, 0.0, np.ones((2, 2)), th, 1.0, 1, True)
+    side_update(both, many, ones, 0.0, frozen, frozen, 1.0, 1, True)
     e = residuals(indptr, lb, one, 0.0, th, th, True)
     factor_partials(indptr, lb, e, th, th, 1, 1.0, 1)
     bias_partials(indptr, lb, e, th, th, 1.0, 1)

@@ -27,9 +27,14 @@ from smpframe.scheduler.outputs import (RunResult, as_json, read_checkpoint, res
                                        write_checkpoint)
 from smpframe.scheduler.progress import REFRESH, Progress
 from smpframe.scheduler.state import SchedulerState
-from smpframe.sockets import NOBLOCK, recv_frames, send_frames
+from smpframe.sockets import NOBLOCK, recv_frames, send_to
 
 log = logging.getLogger("smpframe.scheduler")
+
+#: the longest the loop waits for a message before its housekeeping (ticks, progress)
+LOOP_TIMEOUT_MS = 20
+#: messages handled in a row before the housekeeping runs
+MAX_BATCH = 1000
 
 
 def _run_user(method: str, fn: Callable[..., Any], *args: Any) -> Any:
@@ -62,6 +67,7 @@ class Endpoint:
         self.socket = self.context.socket(zmq.ROUTER)
         self.socket.setsockopt(zmq.LINGER, 1000)
         self.socket.setsockopt(zmq.MAXMSGSIZE, config.max_message_bytes)
+        self.socket.setsockopt(zmq.RCVTIMEO, LOOP_TIMEOUT_MS)  # a blocking recv is the loop's wait
         security.apply_server(self.socket, config)
         bind = config.scheduler_bind(local)
         try:
@@ -173,13 +179,15 @@ class SchedulerServer:
         last_checkpoint = (self.ctx.round, now)
         try:
             while not state.finished:
-                if self.socket.poll(timeout=20):
-                    for _ in range(1000):
-                        try:  # identity and header as bytes, arrays zero-copy
-                            frames = recv_frames(self.socket, NOBLOCK, leading=2)
-                        except zmq.Again:
-                            break
-                        self._send(self._handle(state, frames, time.monotonic()))
+                try:  # identity and header as bytes, arrays zero-copy
+                    frames = recv_frames(self.socket, 0, leading=2)  # waits up to RCVTIMEO
+                    for _ in range(MAX_BATCH):  # then what else is waiting, housekeeping after
+                        out = self._handle(state, frames, time.monotonic())
+                        if out:  # most results complete nothing: no reply
+                            self._send(out)
+                        frames = recv_frames(self.socket, NOBLOCK, leading=2)
+                except zmq.Again:
+                    pass
                 now = time.monotonic()
                 if times is not None and self.ctx.round != times.rounds:  # rounds committed
                     times.observe(self.ctx.round, now, self.ctx.started)
@@ -262,8 +270,6 @@ class SchedulerServer:
         return []
 
     def _send(self, outgoing: list[tuple[str, Message]]) -> None:
-        if not outgoing:
-            return
         # a message sent to several workers: encoded (and measured) once
         encoded: dict[int, tuple[list[Any], int]] = {}
         wire, socket = self.wire, self.socket
@@ -281,7 +287,7 @@ class SchedulerServer:
             wire["messages_out"] += 1
             wire["bytes_out"] += size
             try:
-                send_frames(socket, [worker.encode(), *frames])
+                send_to(socket, worker.encode(), frames)
             except zmq.ZMQError as exc:
                 log.warning("could not send %s to %s: %s", msg.type, worker, exc)
 

@@ -613,7 +613,7 @@ class SchedulerState:
         per fragment id).
         """
         record = self.workers[worker]
-        commits = [self.commits[seq] for seq in range(record.cursor, len(self.commits))]
+        commits = self.commits[record.cursor:]
         record.cursor = len(self.commits)
         loads, drops = sorted(record.to_load), sorted(record.to_drop)
         record.to_load, record.to_drop = set(), set()
