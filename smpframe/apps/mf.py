@@ -368,8 +368,9 @@ class MatrixFactorization(SMPProgram):
         if block["kind"] == "side":
             start, stop = (start, stop) if block["side"] == "a" else ctx.cache["own_b"][fragment]
             expect_array(partial, "rows", (stop - start, self._dim))
-            if not isinstance(partial.get("ee"), float):
-                raise ValueError("'ee' must be a float")
+            for key in ("ee", "ss"):
+                if not isinstance(partial.get(key), float):
+                    raise ValueError(f"{key!r} must be a float")
             return
         others = _expect_ids(partial, "b", ctx.dataset.meta["n_b"])
         if block["kind"] == "epoch":
@@ -424,10 +425,12 @@ class MatrixFactorization(SMPProgram):
                      partials: dict[int, Payload]) -> tuple[Payload, float | None]:
         """One side's rows, each from the one fragment that owns it (fragments own
         contiguous id ranges of both sides, in fragment order); after the second side,
-        the training loss is the sum of the fragments' squared residuals."""
+        the training loss is the sum of the fragments' squared residuals. The side's sum
+        of squares (for the penalty) comes from the fragments too."""
         side = block["side"]
         rows = concat_partials(partials, "rows")
         ctx.model["A" if side == "a" else "B"] = rows
+        ctx.cache.setdefault("squares", {})[side.upper()] = float(sum_partials(partials, "ss"))
         loss = float(sum_partials(partials, "ee")) if side == "b" else None
         return {"kind": "side", "side": side, "rows": rows}, loss
 
@@ -469,7 +472,8 @@ class MatrixFactorization(SMPProgram):
         """File the epoch that just ended (training loss ``loss``); True: converged by --tol."""
         st, m = ctx.state, ctx.model
         n = ctx.dataset.meta["n_ratings"]
-        reg = float(self.lam) * (_sum_squares(m["A"]) + _sum_squares(m["B"]))
+        squares = ctx.cache.get("squares", {})  # what side rounds summed (not after a resume)
+        reg = float(self.lam) * sum(squares[k] if k in squares else _sum_squares(m[k]) for k in "AB")
         entry = {"epoch": st["epoch"], "objective": loss + reg,
                  "train_rmse": float(np.sqrt(max(loss, 0.0) / n))}
         test = ctx.cache.get("test")
@@ -581,7 +585,7 @@ class MatrixFactorization(SMPProgram):
                 g, own, other = f["by_b"], B[slice(*f["own_b"])], A
             rows, ee = _kernel(f, g, K.side_update, K.side_update_array, g["r"], f["mu"], own, other,
                                lam, sweeps, biases)
-            return {"rows": rows, "ee": float(ee)}
+            return {"rows": rows, "ee": float(ee), "ss": float((rows * rows).sum())}
         if block["kind"] == "epoch":
             new_a, c, gram, yy = _kernel(f, g, K.epoch_partials, K.epoch_partials_array, g["r"],
                                          f["mu"], f["A"], f["B"], lam, sweeps, biases, f["b"].size)
