@@ -564,30 +564,30 @@ class SchedulerState:
 
     def _send_tasks(self, rnd: Round, frags: set[int]) -> Outgoing:
         broadcast = not isinstance(rnd.block, PerFragment) and frags == rnd.fragments
-        by_worker: dict[str, list[int]] = {}
         if broadcast and len(frags) == self.ctx.n_fragments:
             # every fragment: each worker's are the ones it owns (no per-fragment pass)
-            for worker, record in self.workers.items():
-                if record.fragments:
-                    by_worker[worker] = sorted(record.fragments)
+            by_worker = [(w, r) for w, r in self.workers.items() if r.fragments]
         else:
+            owned: dict[str, list[int]] = {}
             for frag in sorted(frags):
                 worker = self.owner.get(frag)
                 if worker is not None:
-                    by_worker.setdefault(worker, []).append(frag)
+                    owned.setdefault(worker, []).append(frag)
+            by_worker = [(w, self.workers[w]) for w in owned]
         out: Outgoing = []
         shared: dict[int, Message] = {}  # commit cursor -> the one message those workers get
-        for worker, wfrags in by_worker.items():
-            record = self.workers[worker]
+        for worker, record in by_worker:
             if broadcast and not (record.to_load or record.to_drop):
                 # the same bytes for every such worker: encoded once, sent to each
                 # ("*": push every fragment you hold, which is what it owns here)
                 cursor = record.cursor
-                if cursor not in shared:
-                    shared[cursor] = self._work_message(worker, rnd.number, "*", {"*": rnd.block})
+                msg = shared.get(cursor)
+                if msg is None:
+                    msg = shared[cursor] = self._work_message(worker, rnd.number, "*", {"*": rnd.block})
                 record.cursor = len(self.commits)
-                out.append((worker, shared[cursor]))
+                out.append((worker, msg))
                 continue
+            wfrags = sorted(record.fragments & frags) if broadcast else owned[worker]
             if isinstance(rnd.block, PerFragment):
                 blocks = {str(f): rnd.block[f] for f in wfrags}
             else:
