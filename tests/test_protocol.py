@@ -169,3 +169,13 @@ def test_truncated_valid_messages_are_rejected(cut):
 def test_decoded_arrays_are_read_only_views():
     out = roundtrip({"x": np.arange(4.0)})
     assert not out["x"].flags.writeable
+
+
+def test_encoding_leaves_the_callers_values_as_they_were():
+    inner = {"s": np.float32(2.5), "t": (1, np.int64(2)), "a": np.arange(3.0)}
+    body = {"p": {"0": inner}, "plain": [1.0, "x"]}
+    out = roundtrip(body)
+    assert out["p"]["0"]["s"] == 2.5 and out["p"]["0"]["t"] == [1, 2] and out["plain"] == [1.0, "x"]
+    np.testing.assert_array_equal(out["p"]["0"]["a"], np.arange(3.0))
+    assert type(inner["s"]) is np.float32 and type(inner["t"][1]) is np.int64  # not rewritten
+    assert isinstance(body["p"]["0"]["a"], np.ndarray)
