@@ -4,9 +4,12 @@ An *empty round* is a tiny block out to every worker and a tiny partial back (on
 fragment per worker), through the whole runtime: state machine, codec, sockets,
 executor. The *raw round* is the floor: a ROUTER sends a small msgpack message to W
 DEALER processes and waits for W small replies, nothing else. Both are measured in
-the same run, at 1, 2, 4, 8 and 16 workers, with the median of ``--repeats`` runs.
+the same run, at 1, 2, 4, 8 and 16 workers, with the median of ``--repeats`` runs. Both go
+over one transport (``--transport``): ``ipc`` (default), the Unix socket a local cluster
+listens on, or ``tcp``, loopback TCP as a cluster's workers on other hosts use it.
 
     python benchmarks/bench_runtime.py [--rounds 2000] [--workers 1,2,4,8,16] [--repeats 3]
+                                       [--transport ipc|tcp]
     python benchmarks/bench_runtime.py --sizes 1,1000,100000,1000000 --workers 2,8
 
 Prints a table (and writes bench-out/runtime.json): µs per round for each, their ratio,
@@ -19,9 +22,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -87,11 +92,12 @@ class Empty(SMPProgram):
         return {"x": block["v"]} if self.size else {"x": 1.0}
 
 
-def smp_round(workers: int, rounds: int, size: int = 0) -> dict[str, float]:
+def smp_round(workers: int, rounds: int, size: int = 0, transport: str = "ipc") -> dict[str, float]:
     """µs per empty round, scheduler CPU µs per round, messages and bytes per round."""
     warm = min(200, rounds // 5)
+    bind = {"bind": "tcp://127.0.0.1:0"} if transport == "tcp" else {}  # else the local default
     with LocalCluster(Empty(rounds=rounds, size=size), workers=workers, fragments=workers,
-                      timeout=600) as cluster:
+                      timeout=600, **bind) as cluster:
         cluster.wait_for_round(warm, timeout=120)
         server = cluster.server
         t0, c0, w0 = time.perf_counter(), time.process_time(), dict(server.wire)
@@ -105,13 +111,18 @@ def smp_round(workers: int, rounds: int, size: int = 0) -> dict[str, float]:
             "bytes": per["bytes_in"] + per["bytes_out"]}
 
 
-def raw_round(workers: int, rounds: int) -> float:
+def raw_round(workers: int, rounds: int, transport: str = "ipc") -> float:
     """µs per ROUTER -> DEALERs broadcast + gather of small msgpack messages."""
     ctx = zmq.Context()
     router = ctx.socket(zmq.ROUTER)
-    port = router.bind_to_random_port("tcp://127.0.0.1")
+    folder = tempfile.mkdtemp(prefix="raw-round-")
+    if transport == "tcp":
+        address = f"tcp://127.0.0.1:{router.bind_to_random_port('tcp://127.0.0.1')}"
+    else:
+        address = f"ipc://{folder}/router"
+        router.bind(address)
     env = dict(os.environ, OMP_NUM_THREADS="1")
-    procs = [subprocess.Popen([sys.executable, "-c", RAW_WORKER, f"tcp://127.0.0.1:{port}"], env=env)
+    procs = [subprocess.Popen([sys.executable, "-c", RAW_WORKER, address], env=env)
              for _ in range(workers)]
     try:
         idents = [router.recv_multipart()[0] for _ in range(workers)]
@@ -132,6 +143,7 @@ def raw_round(workers: int, rounds: int) -> float:
             p.wait(timeout=10)
         router.close(0)
         ctx.term()
+        shutil.rmtree(folder, ignore_errors=True)
     return elapsed / (rounds - warm) * 1e6
 
 
@@ -151,7 +163,7 @@ def by_size(args: argparse.Namespace) -> int:
     for w in [int(x) for x in args.workers.split(",")]:
         for size in [int(x) for x in args.sizes.split(",")]:
             rounds = max(50, min(args.rounds, int(2e8 / max(size * 8 * w, 1))))
-            runs = [smp_round(w, rounds, size) for _ in range(args.repeats)]
+            runs = [smp_round(w, rounds, size, args.transport) for _ in range(args.repeats)]
             row = {"workers": w, "floats": size, "smp_us": statistics.median(r["us"] for r in runs),
                    "sched_cpu_us": statistics.median(r["cpu_us"] for r in runs),
                    "bytes": runs[0]["bytes"]}
@@ -167,6 +179,8 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=2000)
     parser.add_argument("--workers", default="1,2,4,8,16")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--transport", choices=("ipc", "tcp"), default="ipc",
+                        help="ipc: a local cluster's Unix socket; tcp: loopback TCP")
     parser.add_argument("--sizes", help="comma list of float64s per block and partial: the "
                         "scheduler's cost against model size (no raw comparison)")
     args = parser.parse_args()
@@ -176,8 +190,8 @@ def main() -> int:
     print(f"{'workers':>7} {'smp µs':>9} {'raw µs':>8} {'ratio':>6} {'sched cpu µs':>12} "
           f"{'msgs':>5} {'bytes':>7}", flush=True)
     for w in [int(x) for x in args.workers.split(",")]:
-        smp = [smp_round(w, args.rounds) for _ in range(args.repeats)]
-        raw = [raw_round(w, args.rounds) for _ in range(args.repeats)]
+        smp = [smp_round(w, args.rounds, 0, args.transport) for _ in range(args.repeats)]
+        raw = [raw_round(w, args.rounds, args.transport) for _ in range(args.repeats)]
         row = {"workers": w, "smp_us": statistics.median(s["us"] for s in smp),
                "raw_us": statistics.median(raw),
                "sched_cpu_us": statistics.median(s["cpu_us"] for s in smp),
@@ -186,10 +200,11 @@ def main() -> int:
         rows.append(row)
         print(f"{w:>7} {row['smp_us']:>9.0f} {row['raw_us']:>8.0f} {row['ratio']:>6.2f} "
               f"{row['sched_cpu_us']:>12.0f} {row['messages']:>5.1f} {row['bytes']:>7.0f}", flush=True)
-    bar_chart("bench-out/runtime.json", "An empty round against a raw pyzmq round (median)",
+    name = "runtime.json" if args.transport == "ipc" else f"runtime-{args.transport}.json"
+    bar_chart(f"bench-out/{name}", f"An empty round against a raw pyzmq round ({args.transport}, median)",
               {f"{r['workers']} workers": {"smpframe": r["smp_us"], "raw pyzmq": r["raw_us"]}
                for r in rows}, unit="µs per round")
-    return save("runtime.json", rows)
+    return save(name, [{**r, "transport": args.transport} for r in rows])
 
 
 if __name__ == "__main__":

@@ -120,8 +120,8 @@ class RunConfig:
                                     "(default: half of this machine's memory)", (RUN, SCHEDULER))
     # ---- network and security ----------------------------------------------------------
     bind: str | None = option(None, "address the scheduler listens on (default: "
-                              f"tcp://127.0.0.1:{DEFAULT_PORT}; local runs: a free loopback port)",
-                              (SCHEDULER,))
+                              f"tcp://127.0.0.1:{DEFAULT_PORT}; local runs: a Unix socket in a "
+                              "folder only you can open)", (SCHEDULER,))
     connect: str = option(f"tcp://127.0.0.1:{DEFAULT_PORT}", "the scheduler's address", (WORKER,))
     device: str = option("cpu", "this worker's device: cpu, gpu, gpu:N or auto", (WORKER,))
     name: str | None = option(None, "stable worker name (default host-pid)", (WORKER,))
@@ -264,7 +264,8 @@ class RunConfig:
         return max(30.0, 3 * self.heartbeat_timeout)
 
     def scheduler_bind(self, local: bool) -> str:
-        """Where the scheduler listens: ``bind``, else loopback (a free port for local runs)."""
+        """Where the scheduler listens on TCP: ``bind``, else loopback (a free port for local
+        runs, which use a Unix socket where they can: see ``scheduler.server.Endpoint``)."""
         if self.bind is not None:
             return self.bind
         return "tcp://127.0.0.1:0" if local else f"tcp://127.0.0.1:{DEFAULT_PORT}"

@@ -178,9 +178,8 @@ def test_workers_exit_when_the_scheduler_dies(tmp_path):
 
 
 def _garbage(address: str, run_id: str, stop: threading.Event, sent: list) -> None:
-    """Send every kind of junk to the scheduler port until told to stop, counting in ``sent``."""
+    """Send every kind of junk to the scheduler's socket until told to stop, counting in ``sent``."""
     ctx = zmq.Context()
-    port = int(address.rsplit(":", 1)[1])
     rng = np.random.default_rng(0)
     try:
         dealer = ctx.socket(zmq.DEALER)
@@ -211,13 +210,24 @@ def _garbage(address: str, run_id: str, stop: threading.Event, sent: list) -> No
             except zmq.Again:  # not connected yet, or the scheduler is gone
                 pass
             try:  # raw bytes that are not even ZMTP; refused once the run has ended
-                with socket.create_connection(("127.0.0.1", port), timeout=2) as raw:
+                with _raw_connection(address) as raw:
                     raw.sendall(rng.bytes(64))
             except OSError:
                 pass
             time.sleep(0.01)
     finally:
         ctx.destroy(linger=0)
+
+
+def _raw_connection(address: str) -> socket.socket:
+    """A plain stream socket to a ZeroMQ address: a local cluster's Unix socket, or TCP."""
+    if address.startswith("ipc://"):
+        raw = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        raw.settimeout(2)
+        raw.connect(address[len("ipc://"):])
+        return raw
+    host, port = address[len("tcp://"):].rsplit(":", 1)
+    return socket.create_connection((host, int(port)), timeout=2)
 
 
 def test_garbage_on_the_wire_does_not_stop_the_job(data, reference):
