@@ -88,7 +88,7 @@ def local_newton(indptr, indices, data, unit, cols, w, g, h, beta, lam, intercep
     swr = 0.0  # sum_i w_i wr[i, 1]
     local = np.empty(kb)  # this fragment's curvature per column (found in the first pass)
     hh = np.empty(kb)
-    cross0 = np.zeros(kb)  # H_j0: the column's cross term with the intercept
+    xw = np.zeros(kb)  # sum_i x_ij w_i: the column's cross term with the intercept, / inv_n
     mu = np.zeros(kb)
     curv = np.empty(kb)  # the curvature along the (centred) direction
     delta = np.zeros(kb)
@@ -139,9 +139,9 @@ def local_newton(indptr, indices, data, unit, cols, w, g, h, beta, lam, intercep
                 hh[k] = max(h[k], local[k]) + 1e-12
                 curv[k] = hh[k]
                 if intercept:
-                    cross0[k] = accw * inv_n
-                    mu[k] = cross0[k] / hh0
-                    curv[k] = max(hh[k] - mu[k] * cross0[k], 1e-6 * hh[k]) + 1e-12
+                    xw[k] = accw
+                    mu[k] = accw * inv_n / hh0  # H_j0 / H_00
+                    curv[k] = max(hh[k] - mu[k] * accw * inv_n, 1e-6 * hh[k]) + 1e-12
             elif unit:
                 for p in range(lo, hi):
                     i = indices[p]
@@ -150,7 +150,7 @@ def local_newton(indptr, indices, data, unit, cols, w, g, h, beta, lam, intercep
                 for p in range(lo, hi):
                     i = indices[p]
                     acc += data[p] * wr[i, 0] * wr[i, 1]
-            grad = (g[k] + (acc + shift * cross0[k] / inv_n) * inv_n
+            grad = (g[k] + (acc + shift * xw[k]) * inv_n
                     + (hh[k] - local[k]) * delta[k] - mu[k] * grad0)
             u = beta[k] + delta[k]
             if u == 0.0:
@@ -177,10 +177,10 @@ def local_newton(indptr, indices, data, unit, cols, w, g, h, beta, lam, intercep
                     for p in range(lo, hi):
                         wr[indices[p], 1] += step * data[p]
                 if intercept:  # d0 moves by -mu step; the intercept's gradient follows
-                    swr += step * cross0[k] / inv_n
+                    swr += step * xw[k]
                     d0 -= mu[k] * step
                     shift -= mu[k] * step
-                    grad0 += step * (cross0[k] - mu[k] * hh0)  # (0: the directions are orthogonal)
+                    grad0 += step * (xw[k] * inv_n - mu[k] * hh0)  # (0: the directions are orthogonal)
             a += 1
         if gnorm <= tol:
             if n_active == kb:

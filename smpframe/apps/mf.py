@@ -324,7 +324,7 @@ class MatrixFactorization(SMPProgram):
         slot = None
         if mode == "sides":
             slot = _slots(count_a, count_b)
-            np.add.at(weights, slot, count_b)
+            weights[slot] += count_b  # (slots are distinct)
         return _ownership(balanced_bounds(weights, ctx.n_fragments), slot, ctx.n_fragments,
                           mode=mode,
                           user_ids=user_ids, item_ids=item_ids,
@@ -734,7 +734,8 @@ def _own_ratings(meta: Mapping[str, Any], fragment: Fragment, data: Payload,
     from smpframe.data import splits
 
     lo, hi = (int(x) for x in model["own_a"])
-    lo_b, hi_b = (int(x) for x in model["own_b"]) if "own_b" in model else (0, 0)
+    sides = "own_b" in model
+    lo_b, hi_b = (int(x) for x in model["own_b"]) if sides else (0, 0)
     local_users = meta["local"] == "users"
     by_a, by_b = [], []
     for piece in _pieces(model["splits"], fragment.id):
@@ -743,10 +744,11 @@ def _own_ratings(meta: Mapping[str, Any], fragment: Fragment, data: Payload,
         values = rows["values"]
         mine = (a >= lo) & (a < hi)
         by_a.append((a[mine] - lo, b[mine], values[mine]))
-        mine = (b >= lo_b) & (b < hi_b)
-        by_b.append((b[mine] - lo_b, a[mine], values[mine]))
+        if sides:
+            mine = (b >= lo_b) & (b < hi_b)
+            by_b.append((b[mine] - lo_b, a[mine], values[mine]))
     out = {"R": _csr(by_a, hi - lo, meta["n_b"]), "a": np.arange(lo, hi, dtype=np.int64)}
-    if "own_b" in model:
+    if sides:
         out.update(T=_csr(by_b, hi_b - lo_b, meta["n_a"]), j=np.arange(lo_b, hi_b, dtype=np.int64))
     return out
 

@@ -72,10 +72,9 @@ class Endpoint:
 
     A run binds its own; a warm cluster keeps one for run after run. ``local`` (a
     cluster this process launches on this machine) binds a Unix socket in a new folder
-    only this user can open, unless ``config.bind`` names an address: on loopback it
-    carries a round trip in about a quarter of TCP's time, and no other user can
-    connect. Both are bound here, before any worker starts, so an address in use is
-    one line.
+    only this user can open (no other user can connect, as any can to a loopback port),
+    unless ``config.bind`` names an address. Both are bound here, before any worker
+    starts, so an address in use is one line.
     """
 
     def __init__(self, config: RunConfig, local: bool = False) -> None:
