@@ -4,6 +4,7 @@ process is left behind (the autouse fixture in conftest.py checks descendants)."
 from __future__ import annotations
 
 import json
+import os
 import random
 import signal
 import socket
@@ -120,8 +121,10 @@ def test_scheduler_kill_and_resume(tmp_path, data, reference):
             "--output", str(out), "--quiet"]
     # slowed 1000x (about 0.2 s a round, 4 s a run) so the kill lands rounds before the end;
     # at 3x a loaded CI box once finished the whole run between the checkpoint and the kill
+    # (its socket folder under tmp_path: a SIGKILLed scheduler cannot remove it)
     first = subprocess.Popen([*SMPFRAME, *args, "--checkpoint-every", "2", "--slowdowns", "1000,1000"],
-                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                             env=dict(os.environ, TMPDIR=str(tmp_path)))
     deadline = time.monotonic() + 60
     while not (out / "checkpoints" / "LATEST").exists():
         assert first.poll() is None and time.monotonic() < deadline, "no checkpoint written"
