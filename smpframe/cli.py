@@ -13,6 +13,7 @@ import dataclasses
 import json
 import logging
 import os
+import signal
 import sys
 import typing
 from typing import Any, Mapping, Sequence
@@ -232,6 +233,15 @@ def _print_summary(summary: dict) -> None:
                      default=str))
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (``kill``, ``scancel``, a pod's stop) raised in the main thread, so that the
+    run unwinds as on Ctrl-C: workers stopped, sockets and their folders removed."""
+
+
+def _terminate(signum: int, frame: Any) -> None:
+    raise Terminated
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``smpframe`` command."""
     try:
@@ -244,6 +254,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         logging.basicConfig(level=getattr(logging, str(config.log_level).upper(), logging.WARNING),
                             format=f"%(asctime)s %(name)s[{os.getpid()}] %(levelname)s %(message)s")
         commands = {RUN: cmd_run, SCHEDULER: cmd_scheduler, WORKER: cmd_worker}
+        if args.command != WORKER:  # (a worker's own exit paths stay as they are)
+            signal.signal(signal.SIGTERM, _terminate)
         return commands[args.command](args, config)
     except InputError as exc:
         print(f"smpframe: error: {exc}", file=sys.stderr)
@@ -251,9 +263,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ClusterError as exc:
         print(f"smpframe: run failed: {exc}", file=sys.stderr)
         return EXIT_CLUSTER
-    except KeyboardInterrupt:
-        print("smpframe: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:
+        terminated = isinstance(exc, Terminated)
+        print(f"smpframe: {'terminated' if terminated else 'interrupted'}", file=sys.stderr)
+        return 143 if terminated else 130
     except BrokenPipeError:  # stdout closed by its reader (`| head`): nothing more to say
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import socket
 import subprocess
 import time
@@ -10,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests import procs
 from tests.clitools import SMPFRAME, TIMEOUT, one_line_error, run_cli
 
 FAULTY = str(Path(__file__).parent / "faulty_program.py") + ":Faulty"
@@ -209,3 +212,29 @@ def test_generated_secret_keys_are_private(tmp_path):
 def test_half_a_curve_setup_refuses_to_start(args, named):
     line = one_line_error(run_cli(*args))
     assert named in line
+
+
+def test_sigterm_unwinds_the_run_like_ctrl_c(tmp_path):
+    """kill / scancel / a pod's stop: exit 143, the workers stopped, the socket folder gone."""
+    run = subprocess.Popen([*SMPFRAME, "run", "lda", "--iterations", "1000000", "--quiet"],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                           env=dict(os.environ, TMPDIR=str(tmp_path)))
+    try:
+        deadline = time.monotonic() + 60
+        while len(procs.children(run.pid)) < 2:  # its two workers are up
+            assert run.poll() is None and time.monotonic() < deadline, "no workers appeared"
+            time.sleep(0.1)
+        workers = procs.children(run.pid)
+        assert list(tmp_path.glob("smpframe-*/scheduler"))
+        run.send_signal(signal.SIGTERM)
+        assert run.wait(timeout=30) == 143
+        assert "smpframe: terminated" in run.stderr.read()
+    finally:
+        if run.poll() is None:
+            run.kill()
+            run.wait(timeout=10)
+    deadline = time.monotonic() + 15
+    while any(procs.alive(pid) for pid in workers):
+        assert time.monotonic() < deadline, "workers outlived the terminated run"
+        time.sleep(0.1)
+    assert not list(tmp_path.glob("smpframe-*"))

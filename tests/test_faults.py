@@ -133,7 +133,7 @@ def test_scheduler_kill_and_resume(tmp_path, data, reference):
     first.kill()
     first.wait(timeout=10)
     deadline = time.monotonic() + 15
-    while any(_alive(p) for p in workers):
+    while any(procs.alive(p) for p in workers):
         assert time.monotonic() < deadline, "workers outlived their killed scheduler"
         time.sleep(0.1)
     assert not (out / "result.json").exists()
@@ -142,14 +142,6 @@ def test_scheduler_kill_and_resume(tmp_path, data, reference):
     assert resumed.returncode == 0, resumed.stderr
     summary = json.loads((out / "result.json").read_text())
     assert summary["converged"] and abs(summary["objective"] - ref) <= 1e-7 * ref
-
-
-def _alive(pid):
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
 
 
 def _free_address():
